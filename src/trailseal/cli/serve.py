@@ -1,0 +1,115 @@
+"""``trailseal serve``: run the service."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+import click
+
+from trailseal.server.settings import Settings
+
+
+def lock_data_dir(data_dir: Path) -> IO[str]:
+    """Hold an exclusive lock on ``<data dir>/serve.lock`` so two servers never share a store."""
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    handle = open(data_dir / "serve.lock", "a+")  # noqa: SIM115 - held for the process lifetime
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise click.ClickException(
+            f"{data_dir} is in use by another trailseal process; stop it or use another --data"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
+
+
+def run_server(settings: Settings, *, on_ready: Callable[[Any], None] | None = None, quiet: bool = False) -> None:
+    """Build the runtime and serve until SIGINT/SIGTERM, then drain and close."""
+    import uvicorn
+
+    from trailseal.server.app import create_app
+    from trailseal.server.runtime import Runtime
+
+    lock = lock_data_dir(settings.data_dir)
+    runtime = Runtime(settings)
+    runtime.keyring(settings.default_log)
+    if runtime.new_keys and not quiet:
+        click.echo("Generated a signing key (stored with mode 0600 in "
+                   f"{settings.data_dir / 'keys'}). Verifier key:")
+        for key in runtime.new_keys:
+            click.echo(f"  {key}")
+    app = create_app(runtime)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=30,
+    )
+    server = uvicorn.Server(config)
+    if on_ready is not None:
+        def wait_ready() -> None:
+            while not server.started and not server.should_exit:
+                threading.Event().wait(0.05)
+            if server.started:
+                on_ready(runtime)
+
+        threading.Thread(target=wait_ready, daemon=True).start()
+    if not quiet:
+        click.echo(f"trailseal listening on http://{settings.host}:{settings.port} "
+                   f"(data: {settings.data_dir}, docs: /docs)")
+    try:
+        server.run()
+    finally:
+        lock.close()
+
+
+def settings_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Options shared by ``serve`` and ``demo``."""
+    options = [
+        click.option("--data", "data_dir", type=click.Path(path_type=Path), default=None,
+                     help="Data directory [env TRAILSEAL_DATA_DIR; default ./trailseal-data]."),
+        click.option("--host", default=None, help="Bind address [default 127.0.0.1]."),
+        click.option("--port", type=int, default=None, help="Port [default 8700]."),
+        click.option("--store", default=None, help="Store URL (default: SQLite in the data dir)."),
+        click.option("--server-name", default=None, help="Checkpoint origin prefix [default: hostname]."),
+        click.option("--batch-max-events", type=int, default=None, help="Group commit: max events per batch."),
+        click.option("--batch-max-wait-ms", type=float, default=None, help="Group commit: max wait (ms)."),
+        click.option("--queue-max-events", type=int, default=None, help="Bound of the sequencer queue (events)."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def build_settings(**flags: Any) -> Settings:
+    """Settings from the environment, overridden by the flags given."""
+    return Settings.from_env(**flags)
+
+
+@click.command()
+@settings_options
+def serve(**flags: Any) -> None:
+    """Run the trailseal service.
+
+    On first start it generates the log's Ed25519 signing key into DATA/keys (mode 0600) and
+    prints the verifier key that auditors use.
+
+    \b
+    Example:
+      trailseal serve --data ./trailseal-data --port 8700
+    """
+    run_server(build_settings(**flags))
+
+
+COMMANDS = [serve]

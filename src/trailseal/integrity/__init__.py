@@ -1,0 +1,1 @@
+"""Integrity checks over a store: what ``trailseal verify --data`` runs."""

@@ -1,0 +1,1 @@
+"""Single writer per log: group commit, leaf indexes, tiles, checkpoint signing."""

@@ -1,0 +1,115 @@
+"""The one place where errors become HTTP: RFC 9457 ``application/problem+json``.
+
+===========================  ======  ==========================================
+exception                    status  notes
+===========================  ======  ==========================================
+BatchError / InvalidEvent    422     ``errors``: ``[{index, field, detail}]``
+FormatError                  400     malformed JSON, proof parameters, paths
+LimitExceeded                413*    ``limit`` names it (*or its own status)
+ConflictError                409     ``event_id``
+NotFoundError                404
+OverloadedError              503     ``Retry-After``
+SequencerUnavailable         503     ``Retry-After``
+VerificationError            503     the log refuses to sign; operator must act
+anything else                500     logged with a reference id
+===========================  ======  ==========================================
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import uuid
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from trailseal.core.errors import (
+    ConflictError,
+    FormatError,
+    InvalidEvent,
+    LimitExceeded,
+    NotFoundError,
+    OverloadedError,
+    TrailsealError,
+    VerificationError,
+)
+from trailseal.pipeline.prepare import BatchError
+from trailseal.sequencer.runner import SequencerUnavailable
+
+_log = logging.getLogger("trailseal.server")
+
+PROBLEM_TYPE = "https://trailseal.dev/problems/"
+
+
+def problem(
+    status: int,
+    title: str,
+    detail: str,
+    *,
+    kind: str,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> Response:
+    """A problem+json response."""
+    body: dict[str, Any] = {
+        "type": PROBLEM_TYPE + kind,
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
+    body.update(extra)
+    return Response(
+        orjson.dumps(body),
+        status_code=status,
+        media_type="application/problem+json",
+        headers=headers,
+    )
+
+
+def to_response(exc: BaseException, retry_after: float = 1.0) -> Response:
+    """Map any exception to its problem response."""
+    if isinstance(exc, BatchError):
+        errors = [
+            {"index": index, "field": err.field, "detail": err.detail} for index, err in exc.errors
+        ]
+        return problem(422, "invalid event", str(exc), kind="invalid-event", errors=errors)
+    if isinstance(exc, InvalidEvent):
+        return problem(
+            422, "invalid event", str(exc), kind="invalid-event",
+            errors=[{"field": exc.field, "detail": exc.detail}],
+        )
+    if isinstance(exc, LimitExceeded):
+        return problem(exc.status, "limit exceeded", str(exc), kind="limit-exceeded", limit=exc.limit)
+    if isinstance(exc, FormatError):
+        return problem(400, "bad request", str(exc), kind="bad-request")
+    if isinstance(exc, ConflictError):
+        return problem(409, "conflict", str(exc), kind="conflict", event_id=exc.event_id)
+    if isinstance(exc, NotFoundError):
+        return problem(404, "not found", str(exc), kind="not-found")
+    if isinstance(exc, OverloadedError | SequencerUnavailable):
+        wait = exc.retry_after if isinstance(exc, OverloadedError) else retry_after
+        return problem(
+            503, "service unavailable", str(exc), kind="overloaded",
+            headers={"Retry-After": str(max(1, math.ceil(wait)))},
+        )
+    if isinstance(exc, VerificationError):
+        _log.error("integrity failure: %s", exc)
+        return problem(
+            503, "integrity check failed", str(exc), kind="integrity",
+            headers={"Retry-After": str(max(1, math.ceil(retry_after)))},
+        )
+    reference = uuid.uuid4().hex[:12]
+    _log.error("unhandled error %s", reference, exc_info=exc)
+    kind = "internal" if not isinstance(exc, TrailsealError) else "trailseal"
+    return problem(
+        500, "internal error", f"unexpected error; reference {reference} is in the server log",
+        kind=kind,
+    )
+
+
+async def handle(request: Request, exc: Exception) -> Response:
+    """Starlette exception handler."""
+    return to_response(exc)

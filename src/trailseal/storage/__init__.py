@@ -1,0 +1,30 @@
+"""Storage: the ``Store`` Protocol and its backends (memory, SQLite; PostgreSQL in scale-out)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from trailseal.storage.base import CheckpointRecord, LeafEntry, LogInfo, Store, TileWrite
+
+__all__ = ["CheckpointRecord", "LeafEntry", "LogInfo", "Store", "TileWrite", "open_store"]
+
+
+def open_store(url: str, data_dir: Path) -> Store:
+    """Open the store named by ``url``: ``""`` or ``sqlite:///PATH`` (SQLite), ``memory:``."""
+    if url in ("", "sqlite:", "sqlite://"):
+        from trailseal.storage.sqlite import SQLiteStore
+
+        data_dir.mkdir(parents=True, exist_ok=True)
+        return SQLiteStore(data_dir / "trailseal.db")
+    if url.startswith("sqlite:///"):
+        from trailseal.storage.sqlite import SQLiteStore
+
+        return SQLiteStore(Path(url[len("sqlite:///") :]))
+    if url == "memory:":
+        from trailseal.storage.memory import MemoryStore
+
+        return MemoryStore()
+    raise ValueError(
+        f"store: unsupported store URL {url!r}; use sqlite:///PATH or leave empty for the "
+        f"SQLite file in the data directory"
+    )
