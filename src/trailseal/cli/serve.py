@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import signal
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -68,10 +69,16 @@ def run_server(settings: Settings, *, on_ready: Callable[[Any], None] | None = N
     if not quiet:
         click.echo(f"trailseal listening on http://{settings.host}:{settings.port} "
                    f"(data: {settings.data_dir}, docs: /docs)")
+    # uvicorn drains on SIGINT/SIGTERM and then re-raises the signal to the handler that was
+    # installed before it; a no-op handler makes a drained shutdown exit 0.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: None)
     try:
         server.run()
     finally:
         lock.close()
+    if not quiet:
+        click.echo("trailseal stopped: queued batches drained, store closed")
 
 
 def settings_options(func: Callable[..., Any]) -> Callable[..., Any]:

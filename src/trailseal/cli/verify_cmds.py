@@ -6,6 +6,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 import click
 import httpx
@@ -138,8 +139,8 @@ def verify(data_dir: Path | None, url: str | None, log: str, keys: tuple[str, ..
 @click.option("--key-file", "key_files", multiple=True, type=click.Path(path_type=Path, dir_okay=False, exists=True))
 @click.option("--event", "event_file", type=click.File("rb"), help="The event (or the GET /v1/events/{id} answer) to check against the receipt.")
 @format_option
-def verify_receipt_cmd(receipt_file: click.utils.LazyFile, keys: tuple[str, ...], key_files: tuple[Path, ...],
-                       event_file: click.utils.LazyFile | None, fmt: str) -> None:
+def verify_receipt_cmd(receipt_file: BinaryIO, keys: tuple[str, ...], key_files: tuple[Path, ...],
+                       event_file: BinaryIO | None, fmt: str) -> None:
     """Check a receipt offline with only the verifier key.
 
     RECEIPT_FILE holds one receipt (or a GET /v1/events/{id} answer, which carries both the

@@ -72,7 +72,10 @@ class Report:
 
     @property
     def first_bad_leaf(self) -> int | None:
-        """The smallest leaf index named by a finding (or the start of the smallest range)."""
+        """The smallest leaf index named exactly by a finding, else the start of the first range."""
+        exact = [f.leaf_index for f in self.findings if f.leaf_index is not None]
+        if exact:
+            return min(exact)
         places = [
             f.leaf_index if f.leaf_index is not None else f.leaf_range[0]  # type: ignore[index]
             for f in self.findings
@@ -180,16 +183,15 @@ def check_log(
     tree = CompactRange()
     previous_signed = 0
     expected = 0
-    leaf_problem = False
     level0: bytes | None = None
     level0_index = -1
 
     def at_size(size: int) -> None:
-        nonlocal previous_signed, leaf_problem
+        nonlocal previous_signed
         root = tree.root_hash()
         cp = signed.get(size)
         if cp is not None:
-            if cp.root_hash != root and not leaf_problem:
+            if cp.root_hash != root:
                 add(
                     Finding(
                         "root-mismatch",
@@ -229,22 +231,23 @@ def check_log(
         digest = leaf_hash(entry.body)
         if digest != entry.leaf_hash:
             add(Finding("leaf-mismatch", f"leaf {index}: event body does not hash to its stored leaf hash", leaf_index=index))
-            leaf_problem = True
         tile_index = index // TILE_WIDTH
         if tile_index != level0_index:
             level0 = store.read_tile(log, 0, tile_index)
             level0_index = tile_index
         offset = (index % TILE_WIDTH) * _HASH
-        if level0 is None or level0[offset : offset + _HASH] != entry.leaf_hash:
+        tiled = level0[offset : offset + _HASH] if level0 is not None else b""
+        if tiled != entry.leaf_hash:
             add(Finding("tile-mismatch", f"leaf {index}: level-0 tile holds a different leaf hash", leaf_index=index))
-            leaf_problem = True
         try:
             body = loads(entry.body)
             if not isinstance(body, dict) or body.get("id") != entry.event_id or body.get("log") != log:
                 raise FormatError("stored id/log columns differ from the event body")
         except FormatError as exc:
             add(Finding("row-mismatch", f"leaf {index}: {exc}", leaf_index=index))
-        tree.append(digest, visit)
+        # The tree is rebuilt from the stored (tiled) leaf hashes: a body edit is then reported
+        # at its leaf only, and a rewrite of hashes too shows up against the signed roots.
+        tree.append(tiled if len(tiled) == _HASH else digest, visit)
         expected = index + 1
         report.leaves_checked += 1
         if expected in signed or (trusted_cp is not None and trusted_cp.tree_size == expected):

@@ -149,9 +149,9 @@ class LogSequencer:
                         parts.append(item)  # resolved to the first copy after commit
                     else:
                         parts.append(item)
-                for item in parts:
-                    if isinstance(item, Prepared):
-                        seen.setdefault(item.event.id, item.content_hash)
+                for part in parts:
+                    if isinstance(part, Prepared):
+                        seen.setdefault(part.event.id, part.content_hash)
             except ConflictError as exc:
                 req.error = exc
                 continue

@@ -19,7 +19,7 @@ class Limits:
     """Input limits; each breach is answered with 413/422 naming the limit."""
 
     max_body_bytes: int = 16 * 1024 * 1024
-    max_event_bytes: int = 256 * 1024
+    max_event_bytes: int = 65_535  # tlog-tiles entry bundles prefix each entry with a uint16
     max_depth: int = 32
     max_events_per_request: int = 10_000
 

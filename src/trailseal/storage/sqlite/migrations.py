@@ -1,7 +1,8 @@
-"""Numbered SQLite migrations. Append new ones; never edit an applied one.
+"""Numbered SQLite migrations of the core tables. Append new ones; never edit an applied one.
 
-The applied version is kept in ``PRAGMA user_version`` so a migration and its bookkeeping commit
-in one transaction.
+Applied versions are recorded per component in ``schema_migrations``, in the same transaction as
+the migration; other features keep their own lists (see ``SQLiteStore.apply_migrations``).
+Statements are split on ``;`` so they must not contain one inside a literal.
 """
 
 from __future__ import annotations

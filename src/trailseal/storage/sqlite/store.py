@@ -11,6 +11,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from trailseal.core.errors import ConflictError
 from trailseal.storage.base import (
@@ -38,13 +39,13 @@ def _row(e: LeafEntry) -> tuple[object, ...]:
     )
 
 
-def _entry(row: sqlite3.Row | tuple[object, ...]) -> LeafEntry:
-    return LeafEntry(*row)  # type: ignore[arg-type]
+def _entry(row: tuple[Any, ...]) -> LeafEntry:
+    return LeafEntry(*row)
 
 
-def _checkpoint(row: tuple[object, ...]) -> CheckpointRecord:
+def _checkpoint(row: tuple[Any, ...]) -> CheckpointRecord:
     log, size, root, note, created = row
-    return CheckpointRecord(str(log), int(size), bytes(root), bytes(note), str(created))  # type: ignore[arg-type, call-overload]
+    return CheckpointRecord(str(log), int(size), bytes(root), bytes(note), str(created))
 
 
 class SQLiteStore:
@@ -90,22 +91,41 @@ class SQLiteStore:
         self._local = threading.local()
 
     def migrate(self) -> int:
-        """Apply pending migrations in order; return the schema version now in force."""
+        """Apply pending core migrations; return the core schema version now in force."""
+        return self.apply_migrations("core", MIGRATIONS)
+
+    def apply_migrations(self, component: str, scripts: Sequence[str]) -> int:
+        """Apply ``scripts[version:]`` of ``component`` in order, each in its own transaction.
+
+        Each feature (core, query, access, ...) keeps its own numbered list, so features evolve
+        their tables independently; ``schema_migrations`` records what was applied.
+        """
         with self._write_lock:
             conn = self._writer
-            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (component TEXT NOT NULL, "
+                "version INTEGER NOT NULL, applied_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP, "
+                "PRIMARY KEY (component, version))"
+            )
+            row = conn.execute(
+                "SELECT MAX(version) FROM schema_migrations WHERE component = ?", (component,)
+            ).fetchone()
+            version = int(row[0] or 0)
+            for number, script in enumerate(scripts[version:], start=version + 1):
                 conn.execute("BEGIN IMMEDIATE")
                 try:
                     for statement in script.split(";"):
                         if statement.strip():
                             conn.execute(statement)
-                    conn.execute(f"PRAGMA user_version={number}")
+                    conn.execute(
+                        "INSERT INTO schema_migrations (component, version) VALUES (?, ?)",
+                        (component, number),
+                    )
                     conn.execute("COMMIT")
                 except BaseException:
                     conn.execute("ROLLBACK")
                     raise
-            return len(MIGRATIONS)
+            return len(scripts)
 
     # -- logs --------------------------------------------------------------------------------
     def ensure_log(self, name: str, origin: str, created_at: str) -> LogInfo:

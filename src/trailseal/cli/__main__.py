@@ -1,0 +1,5 @@
+"""``python -m trailseal.cli``."""
+
+from trailseal.cli.main import main
+
+main()

@@ -1,0 +1,387 @@
+"""Canonical JSON (RFC 8785, JCS) and strict JSON parsing.
+
+::
+
+    canonicalize(value) -> bytes      RFC 8785 §3.2 canonical bytes of a JSON value
+    format_number(number) -> str      RFC 8785 §3.2.2.3 (ECMA-262 Number::toString)
+    loads(data) -> value              strict RFC 8259 parse; FormatError with position
+    dumps(value) -> bytes             compact, NOT canonical (key order kept)
+    max_depth(value) -> int           nesting depth: scalar 0, [] 1, [[]] 2
+    check_depth(value, limit)         FormatError when max_depth(value) > limit
+
+Canonical form, as implemented (RFC 8785 §3.2): no whitespace; literals ``null``, ``true``,
+``false``; strings in UTF-8 with only ``"``, ``\\`` and U+0000..U+001F escaped, the latter as
+``\\b \\t \\n \\f \\r`` or ``\\u00xx`` with lowercase hex (§3.2.2.2); numbers as ECMAScript
+``Number::toString`` (§3.2.2.3); object members sorted by the UTF-16 code units of their names,
+compared as unsigned integers (§3.2.3). RFC 8785 §3.1 requires I-JSON (RFC 7493), so strings with
+lone surrogates, NaN, the infinities and integers outside ``±(2**53 - 1)`` (RFC 7493 §2.2; beyond
+that range an integer cannot survive the IEEE 754 double every JCS implementation reads it as) raise
+``CanonicalizationError``. Accepted Python types: ``dict`` with ``str`` keys, ``list``, ``tuple``,
+``str``, ``int``, ``float``, ``bool``, ``None`` and subclasses of these; anything else raises.
+
+Two encoders, one output. The fast path hands the value to ``orjson`` with sorted keys when a
+pre-scan shows every node is exactly a ``dict``, ``list``, ``str``, ``int``, ``bool`` or ``None``:
+for those orjson already writes JCS bytes (its escapes are the §3.2.2.2 set, integers are plain
+decimals, and its code-point key order equals UTF-16 order unless a key holds a character above
+U+FFFF, which is ruled out by checking the output for 4-byte UTF-8 sequences). Anything else
+(floats, subclasses, tuples, characters above U+FFFF, values orjson rejects) goes to a pure-Python
+encoder that implements §3.2 directly. The test suite checks both against the ``rfc8785`` package.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from trailseal.core.errors import CanonicalizationError, FormatError
+
+__all__ = ["canonicalize", "check_depth", "dumps", "format_number", "loads", "max_depth"]
+
+# RFC 7493 §2.2: I-JSON integers are exactly representable as IEEE 754 doubles.
+MAX_SAFE_INTEGER = 2**53 - 1
+
+_PREFIX = "canonical json: "
+_FAST_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_STRICT_INTEGER
+_SCALARS = frozenset((str, int, bool, type(None)))
+_STR_ONLY = frozenset((str,))
+
+# The stdlib's C string encoder (ensure_ascii=False flavour) escapes exactly '"', '\\' and
+# U+0000..U+001F, using \b \t \n \f \r and lowercase \u00xx: the RFC 8785 §3.2.2.2 set.
+_quote: Callable[[str], str] = json.encoder.encode_basestring
+
+
+def canonicalize(value: Any) -> bytes:
+    """Return the RFC 8785 canonical UTF-8 bytes of the JSON value ``value``.
+
+    Raises ``CanonicalizationError`` (with an RFC 6901 pointer to the bad node) for values
+    that have no I-JSON form: NaN, infinities, integers beyond ``±(2**53 - 1)``, non-``str``
+    keys, strings with lone surrogates, unsupported types, or nesting too deep to recurse.
+    """
+    fast = _fast(value)
+    return fast if fast is not None else _canonicalize_python(value)
+
+
+def _fast(value: Any) -> bytes | None:
+    """orjson's sorted output when it is provably the canonical form, else ``None``."""
+    kind = type(value)
+    if kind is dict or kind is list:
+        try:
+            if not _is_plain(value):
+                value = _with_float_fragments(value)
+        except (_NotFast, RecursionError):
+            return None
+    elif kind not in _SCALARS:
+        return None
+    try:
+        out = orjson.dumps(value, option=_FAST_OPTIONS)
+    except TypeError:  # orjson.JSONEncodeError: non-str key, unsafe integer, surrogate, depth
+        return None
+    # A character above U+FFFF starts with byte F0..F4 in UTF-8 (RFC 3629 §4); only then can
+    # orjson's code-point key order differ from the UTF-16 order of RFC 8785 §3.2.3.
+    if out.isascii() or not (
+        b"\xf0" in out or b"\xf1" in out or b"\xf2" in out or b"\xf3" in out or b"\xf4" in out
+    ):
+        return out
+    return None
+
+
+def _is_plain(container: dict[Any, Any] | list[Any]) -> bool:
+    """True when every value below ``container`` is exactly dict/list/str/int/bool/None."""
+    scalars = _SCALARS
+    for item in container.values() if type(container) is dict else container:
+        kind = type(item)
+        if kind is dict or kind is list:
+            if not _is_plain(item):
+                return False
+        elif kind not in scalars:
+            return False
+    return True
+
+
+class _NotFast(Exception):
+    """Internal: the value needs the pure-Python encoder."""
+
+
+def _float_fragment(number: float) -> orjson.Fragment:
+    if math.isfinite(number):
+        return orjson.Fragment(format_number(number))
+    raise _NotFast
+
+
+def _with_float_fragments(container: dict[Any, Any] | list[Any]) -> Any:
+    """A copy of ``container`` with every float pre-formatted (§3.2.2.3) as an orjson Fragment.
+
+    orjson prints floats in its own notation (``1e-7``, ``5.0``); a Fragment is copied verbatim.
+    Raises ``_NotFast`` for anything but exact dict/list/str/int/bool/None/finite float.
+    """
+    scalars = _SCALARS
+    if type(container) is dict:
+        copy: dict[Any, Any] = {}
+        for name, item in container.items():
+            kind = type(item)
+            if kind in scalars:
+                copy[name] = item
+            elif kind is float:
+                copy[name] = _float_fragment(item)
+            elif kind is dict or kind is list:
+                copy[name] = _with_float_fragments(item)
+            else:
+                raise _NotFast
+        return copy
+    items: list[Any] = []
+    for item in container:
+        kind = type(item)
+        if kind in scalars:
+            items.append(item)
+        elif kind is float:
+            items.append(_float_fragment(item))
+        elif kind is dict or kind is list:
+            items.append(_with_float_fragments(item))
+        else:
+            raise _NotFast
+    return items
+
+
+class _Located(CanonicalizationError):
+    """Internal: a CanonicalizationError that collects its JSON pointer while unwinding."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.path: list[str] = []
+
+
+def _canonicalize_python(value: Any) -> bytes:
+    """The pure-Python RFC 8785 §3.2 encoder (the fallback and the readable definition)."""
+    parts: list[str] = []
+    try:
+        _encode(value, parts, nested=False)
+    except _Located as exc:
+        # RFC 6901 JSON Pointer; the path was collected innermost first.
+        pointer = "".join("/" + p.replace("~", "~0").replace("/", "~1") for p in reversed(exc.path))
+        raise CanonicalizationError(f"{_PREFIX}{exc.problem} at '{pointer}'") from None
+    except RecursionError:
+        raise CanonicalizationError(f"{_PREFIX}value nested too deeply") from None
+    text = "".join(parts)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        # RFC 8785 §3.2.2.2 / RFC 7493 §2.1: strings must be valid Unicode (no lone surrogates).
+        bad = ord(text[exc.start])
+        raise CanonicalizationError(
+            f"{_PREFIX}lone surrogate U+{bad:04X} in a string (RFC 7493 §2.1)"
+        ) from None
+
+
+def _utf16_units(member: tuple[str, Any]) -> bytes:
+    # RFC 8785 §3.2.3: sort on UTF-16 code units; big-endian bytes compare in the same order.
+    return member[0].encode("utf-16-be", "surrogatepass")
+
+
+def _sorted_members(value: dict[Any, Any]) -> list[tuple[str, Any]]:
+    """The members of ``value`` in RFC 8785 §3.2.3 order; raises for a non-``str`` key."""
+    if not set(map(type, value)) <= _STR_ONLY:
+        for name in value:
+            if not isinstance(name, str):
+                raise _Located(f"object key {name!r} is a {type(name).__name__}, not a string")
+    names = "".join(value)
+    if names.isascii() or max(names) <= "\uffff":
+        # Without characters above U+FFFF, code-point order is UTF-16 code-unit order; names
+        # are unique, so comparing (name, value) tuples never reaches the values.
+        return sorted(value.items())
+    return sorted(value.items(), key=_utf16_units)
+
+
+def _encode(value: Any, parts: list[str], nested: bool = True) -> None:
+    """Append the canonical text of ``value`` to ``parts``.
+
+    Nested containers first try the fast path, so a float deep in one branch does not push
+    the whole document through Python.
+    """
+    kind = type(value)
+    if kind is str:
+        parts.append(_quote(value))
+        return
+    if nested and (kind is dict or kind is list):
+        fast = _fast(value)
+        if fast is not None:
+            parts.append(fast.decode("utf-8"))
+            return
+    if value is None:
+        parts.append("null")
+    elif value is True:
+        parts.append("true")
+    elif value is False:
+        parts.append("false")
+    elif isinstance(value, str):
+        parts.append(_quote(value))
+    elif isinstance(value, (int, float)):
+        try:
+            parts.append(format_number(value))
+        except CanonicalizationError as exc:
+            raise _Located(str(exc).removeprefix(_PREFIX)) from None
+    elif isinstance(value, dict):
+        separator = "{"
+        for name, item in _sorted_members(value):
+            parts.append(separator)
+            separator = ","
+            parts.append(_quote(name) + ":")
+            try:
+                _encode(item, parts)
+            except _Located as exc:
+                exc.path.append(str(name))
+                raise
+        parts.append("}" if separator == "," else "{}")
+    elif isinstance(value, (list, tuple)):
+        separator = "["
+        for index, item in enumerate(value):
+            parts.append(separator)
+            separator = ","
+            try:
+                _encode(item, parts)
+            except _Located as exc:
+                exc.path.append(str(index))
+                raise
+        parts.append("]" if separator == "," else "[]")
+    else:
+        name = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+        raise _Located(f"unsupported type {name}")
+
+
+def format_number(number: int | float) -> str:
+    """Format a JSON number as RFC 8785 §3.2.2.3 requires: ECMA-262 ``Number::toString``.
+
+    ``int`` must lie within ``±(2**53 - 1)`` (RFC 7493 §2.2); ``float`` must be finite. ``-0.0``
+    gives ``"0"``; ``1e21`` gives ``"1e+21"``; ``1e-7`` gives ``"1e-7"``; ``5.0`` gives ``"5"``.
+    """
+    if isinstance(number, bool):
+        raise CanonicalizationError(f"{_PREFIX}{number!r} is a bool, not a number")
+    if isinstance(number, int):
+        if -MAX_SAFE_INTEGER <= number <= MAX_SAFE_INTEGER:
+            return int.__repr__(number)
+        raise CanonicalizationError(
+            f"{_PREFIX}integer {int(number)} is outside the I-JSON range ±(2**53 - 1) (RFC 7493 §2.2)"
+        )
+    if not math.isfinite(number):
+        raise CanonicalizationError(f"{_PREFIX}{float(number)!r} is not allowed in I-JSON (RFC 8785 §3.2.2.3)")
+    if number == 0:
+        return "0"  # ECMA-262 Number::toString step 2: +0 and -0 both give "0"
+    # repr() gives the shortest digit string that round-trips, choosing the closest such string:
+    # exactly the n, k, s of ECMA-262 Number::toString (incl. its note on the closest candidate).
+    text = float.__repr__(float(number))
+    if "e" not in text:
+        # repr uses positional notation for 1e-4 <= |x| < 1e16, which ECMAScript also does
+        # (it switches at 1e-6 and 1e21); only the ".0" of integral values differs.
+        return text[:-2] if text.endswith(".0") else text
+    sign = ""
+    if text[0] == "-":
+        sign, text = "-", text[1:]
+    mantissa, _, exponent = text.partition("e")
+    digits = mantissa.replace(".", "")  # repr's mantissa is d[.ddd]: no leading/trailing zeros
+    k = len(digits)
+    n = int(exponent) + 1  # value = 0.digits * 10**n
+    if k <= n <= 21:  # ECMA-262 Number::toString step 6: integer with trailing zeros
+        return sign + digits + "0" * (n - k)
+    if 0 < n <= 21:  # step 7: decimal point inside the digits
+        return sign + digits[:n] + "." + digits[n:]
+    if -6 < n <= 0:  # step 8: 0.000ddd
+        return sign + "0." + "0" * -n + digits
+    e = n - 1  # steps 9 and 10: exponential, explicit sign on the exponent
+    exp = ("e+" if e >= 0 else "e-") + str(abs(e))
+    if k == 1:
+        return sign + digits + exp
+    return sign + digits[0] + "." + digits[1:] + exp
+
+
+def loads(data: bytes | bytearray | memoryview | str) -> Any:
+    """Parse one JSON text strictly (RFC 8259 + RFC 7493 §2.3: no duplicate member names).
+
+    Raises ``FormatError`` with line, column and offset on invalid JSON, invalid UTF-8, a BOM,
+    NaN/Infinity, numbers that overflow a double, lone surrogate escapes, nesting deeper than
+    1024, or a duplicate key in any object. Integers beyond 64 bits parse as floats.
+
+    Duplicate keys cost almost nothing to detect: colons outside strings are exactly the member
+    count, so the parsed value re-encoded has as many colons as the input unless a duplicate was
+    collapsed (the counts are exact when the input has no ``\\u`` escapes; with escapes a mismatch
+    is re-checked by a slower exact parse, so there are no false negatives nor false positives).
+    """
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise FormatError(
+            f"json: {exc.msg} at line {exc.lineno} column {exc.colno} (offset {exc.pos})"
+        ) from None
+    if type(value) is dict or type(value) is list:
+        raw = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+        colons = raw.count(b":")
+        if b"\\u" in raw:
+            colons += raw.count(b"\\u003a") + raw.count(b"\\u003A")
+        if colons != orjson.dumps(value).count(b":"):
+            _find_duplicate(raw)
+    return value
+
+
+def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        for name, _ in pairs:
+            if name in seen:
+                raise FormatError(f"json: duplicate key {name!r} in an object (RFC 7493 §2.3)")
+            seen.add(name)
+    return result
+
+
+def _find_duplicate(raw: bytes) -> None:
+    """Exact (slow) duplicate-key check; only run when the cheap count disagrees."""
+    try:
+        json.loads(raw, object_pairs_hook=_reject_duplicates)
+    except RecursionError:
+        raise FormatError("json: nesting too deep to check for duplicate keys") from None
+
+
+def dumps(value: Any) -> bytes:
+    """Serialize ``value`` as compact JSON with orjson; keys keep their order (NOT canonical)."""
+    try:
+        return orjson.dumps(value)
+    except TypeError as exc:
+        raise FormatError(f"json: cannot serialize: {exc}") from None
+
+
+def max_depth(value: Any) -> int:
+    """Return the nesting depth of ``value``: 0 for a scalar, 1 for ``[]`` or ``{}``, and so on."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            node = node.values()
+        elif not isinstance(node, (list, tuple)):
+            continue
+        depth += 1
+        deepest = max(deepest, depth)
+        stack.extend((child, depth) for child in node if isinstance(child, (dict, list, tuple)))
+    return deepest
+
+
+def check_depth(value: Any, limit: int) -> None:
+    """Raise ``FormatError`` if ``value`` nests containers more than ``limit`` deep.
+
+    Stops at the first container past the limit, so a hostile value costs at most its first
+    ``limit + 1`` levels per branch.
+    """
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            node = node.values()
+        elif not isinstance(node, (list, tuple)):
+            continue
+        depth += 1
+        if depth > limit:
+            raise FormatError(f"json: nesting depth exceeds the limit of {limit}")
+        stack.extend((child, depth) for child in node if isinstance(child, (dict, list, tuple)))

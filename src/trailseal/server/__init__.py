@@ -1,0 +1,1 @@
+"""ASGI service: app, routes, error mapping (one module), settings."""
