@@ -88,7 +88,7 @@ def free_port() -> int:
 def start_server(data: Path, port: int, *extra: str) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "trailseal.cli", "serve", "--data", str(data), "--port", str(port),
-         "--server-name", "bench", *extra],
+         "--server-name", "bench", "--no-auth", *extra],  # auth overhead: bench/access.py
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO,
     )
     for _ in range(300):
@@ -179,7 +179,14 @@ def rss_kb(pid: int) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="short runs (smoke test)")
+    parser.add_argument("--store", help="postgresql://...: run the scale-out figures (bench/scaleout.py) instead")
+    parser.add_argument("--nats", help="with --store: also JetStream mode against this nats:// URL")
     args = parser.parse_args()
+    if args.store:
+        from bench.scaleout import run
+
+        run(args.store, quick=args.quick, nats=args.nats)
+        return
     total = 20_000 if args.quick else 100_000
     seconds = 3.0 if args.quick else 10.0
 

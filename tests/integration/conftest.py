@@ -35,8 +35,9 @@ def run_cli(*args: str, input: bytes | None = None, timeout: float = 120) -> sub
 class ServerProcess:
     """Start, kill -9 and restart a server on one data directory."""
 
-    def __init__(self, data_dir: Path, *extra: str) -> None:
+    def __init__(self, data_dir: Path, *extra: str, auth: bool = False) -> None:
         self.data_dir = data_dir
+        self.auth = auth  # False: TRAILSEAL_AUTH_REQUIRED=0 (the access tests pass auth=True)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.extra = extra
@@ -44,7 +45,7 @@ class ServerProcess:
         self.log = data_dir.parent / f"serve-{self.port}.log"
 
     def start(self, timeout: float = 30) -> ServerProcess:
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env = dict(os.environ, PYTHONUNBUFFERED="1", TRAILSEAL_AUTH_REQUIRED="1" if self.auth else "0")
         self.proc = subprocess.Popen(
             [*TRAILSEAL, "serve", "--data", str(self.data_dir), "--port", str(self.port),
              "--server-name", "test.example", *self.extra],

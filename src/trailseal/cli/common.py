@@ -13,8 +13,31 @@ import orjson
 DEFAULT_URL = "http://127.0.0.1:8700"
 
 
+_API_KEY = "trailseal.api_key"
+
+
+def _remember_api_key(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value:
+        ctx.meta[_API_KEY] = value
+
+
+def auth_headers() -> dict[str, str]:
+    """``Authorization: Bearer <key>`` from ``--api-key`` or ``TRAILSEAL_API_KEY`` (else none)."""
+    ctx = click.get_current_context(silent=True)
+    key = (ctx.meta.get(_API_KEY) if ctx is not None else None) or os.environ.get("TRAILSEAL_API_KEY")
+    return {"Authorization": f"Bearer {key}"} if key else {}
+
+
 def url_option(func: Callable[..., Any]) -> Callable[..., Any]:
-    """``--url`` with ``TRAILSEAL_URL`` as default."""
+    """``--url`` with ``TRAILSEAL_URL`` as default, and ``--api-key`` (``TRAILSEAL_API_KEY``).
+
+    The key is not passed to the command; send it with ``headers=auth_headers()``.
+    """
+    func = click.option(
+        "--api-key", envvar="TRAILSEAL_API_KEY", default=None, expose_value=False,
+        callback=_remember_api_key, show_envvar=True,
+        help="API key (ts_...) or OIDC bearer token for the server.",
+    )(func)
     return click.option(
         "--url",
         default=lambda: os.environ.get("TRAILSEAL_URL", DEFAULT_URL),

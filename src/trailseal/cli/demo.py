@@ -107,24 +107,51 @@ def demo(count: int, **flags: Any) -> None:
 
     def seed(runtime: Any) -> None:
         log = settings.default_log
+        admin_key = demo_admin_key(runtime) if settings.auth_required else None
+        headers = {"Authorization": f"Bearer {admin_key}"} if admin_key else {}
         if runtime.store.tree_size(log) == 0:
             events = demo_events(count)
             for start in range(0, len(events), 100):
-                httpx.post(f"{base}/v1/events", json=events[start : start + 100], timeout=60).raise_for_status()
+                httpx.post(f"{base}/v1/events", json=events[start : start + 100], headers=headers,
+                           timeout=60).raise_for_status()
             click.echo(f"Seeded {len(events)} demo events.")
         from trailseal.storage.keyfiles import verifier_keys
 
         key = verifier_keys(runtime.keyring(log))[-1]
         click.echo(
             f"\ntrailseal demo is up: {base}  (API docs: {base}/docs)\n"
-            f"Verifier key: {key}\n\nTry next (in another terminal, from this directory):\n"
-            f"  .venv/bin/trailseal emit --actor you --action deploy.rollout.start --resource service:checkout\n"
+            f"Verifier key: {key}\n"
+            + (f"Admin API key (new at each demo start; the previous one is revoked):\n  {admin_key}\n"
+               if admin_key else "Authentication is off.\n")
+            + "\nTry next (in another terminal, from this directory):\n"
+            + (f"  export TRAILSEAL_API_KEY={admin_key}\n" if admin_key else "")
+            + f"  .venv/bin/trailseal emit --actor you --action deploy.rollout.start --resource service:checkout\n"
             f"  .venv/bin/trailseal verify --data {settings.data_dir}\n"
             f"  curl -s {base}/v1/logs/{log}/checkpoint\n"
-            f"Press Ctrl+C to stop.\n"
+            + (f"  curl -s -H \"Authorization: Bearer $TRAILSEAL_API_KEY\" {base}/v1/keys\n"
+               if admin_key else "")
+            + "Press Ctrl+C to stop.\n"
         )
 
-    run_server(settings, on_ready=seed)
+    run_server(settings, on_ready=seed, bootstrap_admin=False)
+
+
+def demo_admin_key(runtime: Any) -> str:
+    """A fresh admin key for this demo run; earlier demo keys are revoked (only hashes are kept,
+    so an old one cannot be shown again)."""
+    import datetime as dt
+
+    from trailseal.access.apikeys import create_key, revoke_key
+    from trailseal.access.roles import ANY_TENANT, Grant, Role
+
+    now = dt.datetime.now(dt.UTC)
+    keys = runtime.access.keys
+    for record in keys.list_keys():
+        if record.name == "demo-admin" and record.status(now) == "active":
+            revoke_key(keys, record.key_id, now)
+    issued = create_key(keys, name="demo-admin", grants=[Grant(ANY_TENANT, Role.ADMIN)], now=now,
+                        created_by="demo")
+    return issued.token
 
 
 COMMANDS = [demo]

@@ -11,7 +11,7 @@ import click
 import httpx
 import orjson
 
-from trailseal.cli.common import check_response, echo_json, format_option, url_option
+from trailseal.cli.common import auth_headers, check_response, echo_json, format_option, url_option
 
 
 def _now() -> str:
@@ -96,12 +96,15 @@ def emit(
     if proofs:
         params["proofs"] = "true"
     response = httpx.post(f"{url}/v1/events", content=body, params=params,
-                          headers={"content-type": content_type}, timeout=60)
+                          headers={"content-type": content_type, **auth_headers()}, timeout=60)
     receipts = check_response(response).json()["receipts"]
     if fmt == "json":
         echo_json(receipts)
         return
     for receipt in receipts:
+        if receipt.get("status", "sequenced") != "sequenced":  # quarantined / sampled_out (docs/pipeline.md)
+            click.echo(f"{receipt['id']}  log={receipt['log']} {receipt['status']} {receipt.get('quarantine_id', '')}".rstrip())
+            continue
         dup = " (already recorded)" if receipt.get("duplicate") else ""
         click.echo(f"{receipt['id']}  log={receipt['log']} leaf={receipt['leaf_index']} "
                    f"tree_size={receipt['tree_size']}{dup}")
@@ -118,7 +121,7 @@ def checkpoint(log: str, save: Path | None, url: str) -> None:
     Example:
       trailseal checkpoint --save trusted-checkpoint.txt
     """
-    response = check_response(httpx.get(f"{url}/v1/logs/{log}/checkpoint", timeout=30))
+    response = check_response(httpx.get(f"{url}/v1/logs/{log}/checkpoint", headers=auth_headers(), timeout=30))
     if save is not None:
         save.write_bytes(response.content)
     click.echo(response.text, nl=False)
@@ -143,7 +146,8 @@ def proof(log: str, event_id: str | None, leaf_index: int | None, tree_size: int
     if consistency:
         first, second = consistency
         response = httpx.get(f"{url}/v1/logs/{log}/proofs/consistency",
-                             params={"first": first, "second": second}, timeout=30)
+                             params={"first": first, "second": second}, headers=auth_headers(),
+                             timeout=30)
     else:
         params: dict[str, Any] = {}
         if event_id:
@@ -154,7 +158,8 @@ def proof(log: str, event_id: str | None, leaf_index: int | None, tree_size: int
             raise click.UsageError("give --event-id, --leaf-index or --consistency")
         if tree_size is not None:
             params["tree_size"] = tree_size
-        response = httpx.get(f"{url}/v1/logs/{log}/proofs/inclusion", params=params, timeout=30)
+        response = httpx.get(f"{url}/v1/logs/{log}/proofs/inclusion", params=params,
+                             headers=auth_headers(), timeout=30)
     echo_json(check_response(response).json())
 
 

@@ -59,9 +59,21 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from trailseal.cli import demo, keys_cmds, log_cmds, serve, verify_cmds
+    from trailseal.cli import (
+        apikeys_cmds,
+        demo,
+        keys_cmds,
+        log_cmds,
+        migrate_cmds,
+        pipeline_cmds,
+        retention_cmds,
+        schema_cmds,
+        serve,
+        verify_cmds,
+    )
 
-    for module in (serve, log_cmds, verify_cmds, demo, keys_cmds):
+    for module in (serve, log_cmds, verify_cmds, demo, keys_cmds, apikeys_cmds, migrate_cmds,
+                   retention_cmds, schema_cmds, pipeline_cmds):
         for command in module.COMMANDS:
             cli.add_command(command)
 

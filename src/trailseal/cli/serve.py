@@ -32,14 +32,27 @@ def lock_data_dir(data_dir: Path) -> IO[str]:
     return handle
 
 
-def run_server(settings: Settings, *, on_ready: Callable[[Any], None] | None = None, quiet: bool = False) -> None:
-    """Build the runtime and serve until SIGINT/SIGTERM, then drain and close."""
+def run_server(
+    settings: Settings,
+    *,
+    on_ready: Callable[[Any], None] | None = None,
+    quiet: bool = False,
+    bootstrap_admin: bool = True,
+) -> None:
+    """Build the runtime and serve until SIGINT/SIGTERM, then drain and close.
+
+    With authentication on and no API key in the store yet, an admin key is created and printed
+    once (``bootstrap_admin``; the demo makes its own instead).
+    """
     import uvicorn
 
     from trailseal.server.app import create_app
     from trailseal.server.runtime import Runtime
 
-    lock = lock_data_dir(settings.data_dir)
+    # On PostgreSQL the database coordinates the nodes, and nodes may share one data directory
+    # (it then holds only the shared signing keys; docs/deploy.md).
+    shared = settings.store.startswith(("postgresql://", "postgres://"))
+    lock = None if shared else lock_data_dir(settings.data_dir)
     runtime = Runtime(settings)
     runtime.keyring(settings.default_log)
     if runtime.new_keys and not quiet:
@@ -47,6 +60,7 @@ def run_server(settings: Settings, *, on_ready: Callable[[Any], None] | None = N
                    f"{settings.data_dir / 'keys'}). Verifier key:")
         for key in runtime.new_keys:
             click.echo(f"  {key}")
+    announce_access(runtime, bootstrap_admin=bootstrap_admin)
     app = create_app(runtime)
     config = uvicorn.Config(
         app,
@@ -76,9 +90,31 @@ def run_server(settings: Settings, *, on_ready: Callable[[Any], None] | None = N
     try:
         server.run()
     finally:
-        lock.close()
+        if lock is not None:
+            lock.close()
     if not quiet:
         click.echo("trailseal stopped: queued batches drained, store closed")
+
+
+def announce_access(runtime: Any, *, bootstrap_admin: bool) -> None:
+    """Create and print the first-start admin key, or warn that authentication is off."""
+    import datetime as dt
+
+    from trailseal.access.apikeys import ensure_bootstrap_key
+
+    if not runtime.settings.auth_required:
+        click.echo("WARNING: authentication is off (auth_required=false): every caller is an "
+                   "admin and nothing is self-audited. Use only for development.", err=True)
+        return
+    if not bootstrap_admin:
+        return
+    issued = ensure_bootstrap_key(runtime.access.keys, dt.datetime.now(dt.UTC))
+    if issued is not None:
+        click.echo(
+            f"Created the first admin API key {issued.record.key_id} (role admin on every log).\n"
+            f"It is shown this once; only its hash is stored:\n  {issued.token}\n"
+            f"Create more with `trailseal keys create --data {runtime.settings.data_dir} ...`."
+        )
 
 
 def settings_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -88,11 +124,22 @@ def settings_options(func: Callable[..., Any]) -> Callable[..., Any]:
                      help="Data directory [env TRAILSEAL_DATA_DIR; default ./trailseal-data]."),
         click.option("--host", default=None, help="Bind address [default 127.0.0.1]."),
         click.option("--port", type=int, default=None, help="Port [default 8700]."),
-        click.option("--store", default=None, help="Store URL (default: SQLite in the data dir)."),
+        click.option("--store", default=None,
+                     help="Store URL: sqlite:///PATH or postgresql://... (default: SQLite in the data dir)."),
+        click.option("--ingest", default=None,
+                     help="nats://HOST:4222: acknowledge once JetStream stored the events (\"accepted\")."),
+        click.option("--role", type=click.Choice(["all", "api"]), default=None,
+                     help="all: may sequence logs; api: never sequences [default all]."),
         click.option("--server-name", default=None, help="Checkpoint origin prefix [default: hostname]."),
         click.option("--batch-max-events", type=int, default=None, help="Group commit: max events per batch."),
         click.option("--batch-max-wait-ms", type=float, default=None, help="Group commit: max wait (ms)."),
         click.option("--queue-max-events", type=int, default=None, help="Bound of the sequencer queue (events)."),
+        click.option("--auth/--no-auth", "auth_required", default=None,
+                     help="Require an API key or token on /v1 [env TRAILSEAL_AUTH_REQUIRED; default on]."),
+        click.option("--rate-limit", "rate_limit_per_second", type=float, default=None,
+                     help="Requests per second per key (token bucket); 0 = unlimited."),
+        click.option("--rate-burst", "rate_limit_burst", type=int, default=None,
+                     help="Token bucket size per key [default 2 x rate]."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -110,7 +157,9 @@ def serve(**flags: Any) -> None:
     """Run the trailseal service.
 
     On first start it generates the log's Ed25519 signing key into DATA/keys (mode 0600) and
-    prints the verifier key that auditors use.
+    prints the verifier key that auditors use. With no API key in the store yet, it creates an
+    admin key and prints it once (only its hash is stored). It listens on 127.0.0.1 unless
+    --host says otherwise.
 
     \b
     Example:

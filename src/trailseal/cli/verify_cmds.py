@@ -12,7 +12,7 @@ import click
 import httpx
 import orjson
 
-from trailseal.cli.common import echo_json, format_option
+from trailseal.cli.common import auth_headers, echo_json, format_option
 from trailseal.cli.main import EXIT_VERIFY_FAILED
 from trailseal.core.errors import VerificationError
 from trailseal.core.keys import parse_public_json
@@ -54,6 +54,8 @@ def load_verifiers(keys: tuple[str, ...], key_files: tuple[Path, ...]) -> list[V
 @click.option("--data", "data_dir", type=click.Path(path_type=Path, file_okay=False),
               help="Check the store in this data directory, offline.")
 @click.option("--url", help="Check a running server over its public read API.")
+@click.option("--store", "store_url",
+              help="Check this store offline (postgresql://...); keys via --key/--key-file or --data.")
 @click.option("--log", default="default", show_default=True, help="Log to check.")
 @click.option("--key", "keys", multiple=True, help="Verifier key name+hash+base64 (repeatable).")
 @click.option("--key-file", "key_files", multiple=True, type=click.Path(path_type=Path, dir_okay=False, exists=True),
@@ -61,8 +63,9 @@ def load_verifiers(keys: tuple[str, ...], key_files: tuple[Path, ...]) -> list[V
 @click.option("--trusted-checkpoint", type=click.Path(path_type=Path, dir_okay=False, exists=True),
               help="A checkpoint saved earlier outside the store: detects truncation, rollback, forks.")
 @format_option
-def verify(data_dir: Path | None, url: str | None, log: str, keys: tuple[str, ...],
-           key_files: tuple[Path, ...], trusted_checkpoint: Path | None, fmt: str) -> None:
+def verify(data_dir: Path | None, url: str | None, store_url: str | None, log: str,
+           keys: tuple[str, ...], key_files: tuple[Path, ...], trusted_checkpoint: Path | None,
+           fmt: str) -> None:
     """Recompute the log from its events and check every signature, root and proof.
 
     Exit 0 when everything holds; 1 on tampering, naming the first bad leaf index (or the
@@ -75,24 +78,35 @@ def verify(data_dir: Path | None, url: str | None, log: str, keys: tuple[str, ..
     Examples:
       trailseal verify --data ./trailseal-data
       trailseal verify --url http://127.0.0.1:8700 --trusted-checkpoint saved.txt --format json
+      trailseal verify --store postgresql://db/trailseal --data ./trailseal-data
     """
-    if (data_dir is None) == (url is None):
-        raise click.UsageError("give exactly one of --data DIR or --url URL")
+    if (data_dir is None and store_url is None) == (url is None):
+        raise click.UsageError("give exactly one of --data DIR (or --store URL) or --url URL")
     verifiers = load_verifiers(keys, key_files)
     trusted = trusted_checkpoint.read_bytes() if trusted_checkpoint else None
-    if data_dir is not None:
+    if data_dir is not None or store_url is not None:
         from trailseal.integrity.logcheck import check_log
+        from trailseal.storage.base import Store
         from trailseal.storage.sqlite import SQLiteStore
 
-        db = data_dir / "trailseal.db"
-        if not db.exists():
+        db = data_dir / "trailseal.db" if data_dir is not None else Path(".")
+        if store_url is None and not db.exists():
             raise click.UsageError(f"no store at {db}; is --data the server's data directory?")
         if not verifiers:
+            if data_dir is None:
+                raise click.UsageError("no verifier keys: pass --key, --key-file or --data DIR")
             pub = data_dir / "keys" / f"{log}.pub.json"
             if not pub.exists():
                 raise click.UsageError(f"no verifier keys: pass --key or --key-file ({pub} not found)")
             verifiers = list(parse_public_json(pub.read_text()))
-        store = SQLiteStore(db)
+        store: Store
+        if store_url is not None:
+            from trailseal.storage import open_store
+
+            store = open_store(store_url, data_dir or Path("."))
+            db = Path(store_url.split("?")[0].rsplit("@", 1)[-1])  # for messages, without secrets
+        else:
+            store = SQLiteStore(db)
         try:
             if store.get_log(log) is None:
                 raise click.UsageError(f"log {log!r} not found in {db}")
@@ -106,7 +120,7 @@ def verify(data_dir: Path | None, url: str | None, log: str, keys: tuple[str, ..
         from trailseal.verify.monitor import check_remote
 
         assert url is not None
-        with httpx.Client(base_url=url, timeout=60) as client:
+        with httpx.Client(base_url=url, headers=auth_headers(), timeout=60) as client:
             if not verifiers:
                 listing = client.get("/v1/logs")
                 listing.raise_for_status()

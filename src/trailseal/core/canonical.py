@@ -14,18 +14,23 @@ Canonical form, as implemented (RFC 8785 §3.2): no whitespace; literals ``null`
 ``\\b \\t \\n \\f \\r`` or ``\\u00xx`` with lowercase hex (§3.2.2.2); numbers as ECMAScript
 ``Number::toString`` (§3.2.2.3); object members sorted by the UTF-16 code units of their names,
 compared as unsigned integers (§3.2.3). RFC 8785 §3.1 requires I-JSON (RFC 7493), so strings with
-lone surrogates, NaN, the infinities and integers outside ``±(2**53 - 1)`` (RFC 7493 §2.2; beyond
-that range an integer cannot survive the IEEE 754 double every JCS implementation reads it as) raise
-``CanonicalizationError``. Accepted Python types: ``dict`` with ``str`` keys, ``list``, ``tuple``,
+lone surrogates, NaN and the infinities raise ``CanonicalizationError``, and so does an integer
+outside ``±(2**53 - 1)`` (RFC 7493 §2.2) unless its digits are exactly the ECMAScript form of the
+double it denotes (``2**53`` and ``10**20`` pass, ``2**53 + 1`` and ``2**60`` do not): JCS reads
+every number as an IEEE 754 double, and an integer must not change on the way. That exception keeps
+canonical bytes a fixed point: a float such as ``1e20`` prints as ``100000000000000000000``, which
+a parser returns as an int. Accepted Python types: ``dict`` with ``str`` keys, ``list``, ``tuple``,
 ``str``, ``int``, ``float``, ``bool``, ``None`` and subclasses of these; anything else raises.
 
 Two encoders, one output. The fast path hands the value to ``orjson`` with sorted keys when a
 pre-scan shows every node is exactly a ``dict``, ``list``, ``str``, ``int``, ``bool`` or ``None``:
 for those orjson already writes JCS bytes (its escapes are the §3.2.2.2 set, integers are plain
 decimals, and its code-point key order equals UTF-16 order unless a key holds a character above
-U+FFFF, which is ruled out by checking the output for 4-byte UTF-8 sequences). Anything else
-(floats, subclasses, tuples, characters above U+FFFF, values orjson rejects) goes to a pure-Python
-encoder that implements §3.2 directly. The test suite checks both against the ``rfc8785`` package.
+U+FFFF, which is ruled out by checking the output for 4-byte UTF-8 sequences). Floats, which
+orjson prints in its own notation, are pre-formatted here and passed as ``orjson.Fragment``.
+Anything else (subclasses, tuples, characters above U+FFFF, values orjson rejects) goes to a
+pure-Python encoder that implements §3.2 directly, still handing plain sub-trees to the fast
+path. The tests check every path against the ``rfc8785`` package and Node.js.
 """
 
 from __future__ import annotations
@@ -58,7 +63,7 @@ def canonicalize(value: Any) -> bytes:
     """Return the RFC 8785 canonical UTF-8 bytes of the JSON value ``value``.
 
     Raises ``CanonicalizationError`` (with an RFC 6901 pointer to the bad node) for values
-    that have no I-JSON form: NaN, infinities, integers beyond ``±(2**53 - 1)``, non-``str``
+    that have no I-JSON form: NaN, infinities, integers a double cannot carry, non-``str``
     keys, strings with lone surrogates, unsupported types, or nesting too deep to recurse.
     """
     fast = _fast(value)
@@ -255,16 +260,23 @@ def _encode(value: Any, parts: list[str], nested: bool = True) -> None:
 def format_number(number: int | float) -> str:
     """Format a JSON number as RFC 8785 §3.2.2.3 requires: ECMA-262 ``Number::toString``.
 
-    ``int`` must lie within ``±(2**53 - 1)`` (RFC 7493 §2.2); ``float`` must be finite. ``-0.0``
-    gives ``"0"``; ``1e21`` gives ``"1e+21"``; ``1e-7`` gives ``"1e-7"``; ``5.0`` gives ``"5"``.
+    ``float`` must be finite; ``int`` must lie within ``±(2**53 - 1)`` (RFC 7493 §2.2) or print
+    exactly as the double it rounds to (see the module docstring). ``-0.0`` gives ``"0"``; ``1e21``
+    gives ``"1e+21"``; ``1e-7`` gives ``"1e-7"``; ``5.0`` gives ``"5"``.
     """
     if isinstance(number, bool):
         raise CanonicalizationError(f"{_PREFIX}{number!r} is a bool, not a number")
     if isinstance(number, int):
+        digits = int.__repr__(number)
         if -MAX_SAFE_INTEGER <= number <= MAX_SAFE_INTEGER:
-            return int.__repr__(number)
+            return digits
+        as_double = format_number(float(number)) if abs(number) < 2**1024 else "infinity"
+        if as_double == digits:
+            return digits
+        shown = digits if len(digits) <= 40 else f"{digits[:24]}... ({len(digits)} digits)"
         raise CanonicalizationError(
-            f"{_PREFIX}integer {int(number)} is outside the I-JSON range ±(2**53 - 1) (RFC 7493 §2.2)"
+            f"{_PREFIX}integer {shown} is outside ±(2**53 - 1) (RFC 7493 §2.2) and a double"
+            f" cannot hold it: it would read back as {as_double[:40]}"
         )
     if not math.isfinite(number):
         raise CanonicalizationError(f"{_PREFIX}{float(number)!r} is not allowed in I-JSON (RFC 8785 §3.2.2.3)")
@@ -320,9 +332,26 @@ def loads(data: bytes | bytearray | memoryview | str) -> Any:
         colons = raw.count(b":")
         if b"\\u" in raw:
             colons += raw.count(b"\\u003a") + raw.count(b"\\u003A")
-        if colons != orjson.dumps(value).count(b":"):
+        try:
+            members = orjson.dumps(value).count(b":")
+        except TypeError:  # deeper than orjson.dumps goes (orjson.loads allows 1024 levels)
+            members = _member_count(value)
+        if colons != members:
             _find_duplicate(raw)
     return value
+
+
+def _member_count(value: Any) -> int:
+    """Total number of object members in ``value``, walked iteratively."""
+    count, stack = 0, [value]
+    while stack:
+        node = stack.pop()
+        if type(node) is dict:
+            count += len(node)
+            stack.extend(node.values())
+        elif type(node) is list:
+            stack.extend(node)
+    return count
 
 
 def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -354,18 +383,7 @@ def dumps(value: Any) -> bytes:
 
 def max_depth(value: Any) -> int:
     """Return the nesting depth of ``value``: 0 for a scalar, 1 for ``[]`` or ``{}``, and so on."""
-    deepest = 0
-    stack: list[tuple[Any, int]] = [(value, 0)]
-    while stack:
-        node, depth = stack.pop()
-        if isinstance(node, dict):
-            node = node.values()
-        elif not isinstance(node, (list, tuple)):
-            continue
-        depth += 1
-        deepest = max(deepest, depth)
-        stack.extend((child, depth) for child in node if isinstance(child, (dict, list, tuple)))
-    return deepest
+    return _depth(value, None)
 
 
 def check_depth(value: Any, limit: int) -> None:
@@ -374,6 +392,13 @@ def check_depth(value: Any, limit: int) -> None:
     Stops at the first container past the limit, so a hostile value costs at most its first
     ``limit + 1`` levels per branch.
     """
+    if _depth(value, limit) > limit:
+        raise FormatError(f"json: nesting depth exceeds the limit of {limit}")
+
+
+def _depth(value: Any, limit: int | None) -> int:
+    """Depth of ``value``, walked iteratively (no recursion limit); stops once past ``limit``."""
+    deepest = 0
     stack: list[tuple[Any, int]] = [(value, 0)]
     while stack:
         node, depth = stack.pop()
@@ -381,7 +406,8 @@ def check_depth(value: Any, limit: int) -> None:
             node = node.values()
         elif not isinstance(node, (list, tuple)):
             continue
-        depth += 1
-        if depth > limit:
-            raise FormatError(f"json: nesting depth exceeds the limit of {limit}")
-        stack.extend((child, depth) for child in node if isinstance(child, (dict, list, tuple)))
+        deepest = max(deepest, depth + 1)
+        if limit is not None and deepest > limit:
+            break
+        stack.extend((child, depth + 1) for child in node if isinstance(child, (dict, list, tuple)))
+    return deepest

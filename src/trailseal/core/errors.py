@@ -12,7 +12,11 @@
      ├── ConflictError                     same idempotency key, different content
      ├── NotFoundError(LookupError)        unknown event, log, leaf index, tree size
      ├── OverloadedError                   a bounded queue is full; .retry_after seconds
-     └── LimitExceeded(ValueError)         a request exceeds a configured limit; .limit names it
+     ├── LimitExceeded(ValueError)         a request exceeds a configured limit; .limit names it
+     └── AccessError(PermissionError)      access control refused a request
+          ├── AuthenticationError          no, unknown, revoked or expired key or token
+          ├── PermissionDenied             the principal's roles do not grant the permission
+          └── RateLimited                  the key's token bucket is empty; .retry_after seconds
 
 Messages are lowercase ``what: detail`` with expected and actual values; exceptions carry data.
 """
@@ -80,3 +84,28 @@ class LimitExceeded(TrailsealError, ValueError):
         self.limit = limit
         self.status = status
         super().__init__(f"{limit}: {message}")
+
+
+class AccessError(TrailsealError, PermissionError):
+    """Access control refused a request."""
+
+
+class AuthenticationError(AccessError):
+    """No credentials, or a key or token that is unknown, malformed, revoked, expired or forged."""
+
+
+class PermissionDenied(AccessError):
+    """The caller is known but none of its grants allows ``permission`` on ``tenant``."""
+
+    def __init__(self, message: str, *, permission: str = "", tenant: str = "") -> None:
+        self.permission = permission
+        self.tenant = tenant
+        super().__init__(message)
+
+
+class RateLimited(AccessError):
+    """The caller's token bucket is empty; retry after ``retry_after`` seconds."""
+
+    def __init__(self, message: str, *, retry_after: float = 1.0) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)

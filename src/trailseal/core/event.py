@@ -9,8 +9,8 @@ field             required  rule; every string is 1..N characters (omit a field,
 id                no        1..128 of ``[A-Za-z0-9._:-]``; a UUIDv7 is generated when absent
 time              yes       RFC 3339, any offset; stored as UTC ``YYYY-MM-DDTHH:MM:SS.ffffffZ``
                             (digits past 6 truncated, a leap second ``:60`` → ``:59.999999``)
-actor             yes       ``id`` (required, ≤ 256), ``type`` (≤ 128), ``ip`` (IPv4/IPv6,
-                            stored compressed), ``user_agent`` (≤ 1024)
+actor             yes       ``id`` (required, ≤ 256), ``type`` (≤ 128), ``ip`` (IPv4/IPv6
+                            address ≤ 64, stored compressed), ``user_agent`` (≤ 1024)
 action            yes       ≤ 128 of ``[a-z0-9_]+(\\.[a-z0-9_-]+)*``: lowercase dot-separated
                             segments, most specific last, no ``-`` in the first segment and
                             no ``*`` (wildcards belong to subscriptions, not to events)
@@ -20,8 +20,8 @@ request_id,       no        ≤ 256 each
 trace_id, span_id
 source            no        ``service``, ``host``, ``region``, ``environment``: optional, ≤ 256
 producer          no        ``id`` (required, ≤ 256), ``seq`` (integer 0..2**53-1, for gap checks)
-before, after,    no        any I-JSON object (RFC 7493: str keys, finite numbers, integers within
-metadata                    ±(2**53-1)), stored by reference, not copied: do not mutate it
+before, after,    no        any JSON object with an RFC 8785 form (I-JSON, RFC 7493: str keys,
+metadata                    finite numbers, no lossy integers); stored by reference: do not mutate
 reason            no        ≤ 4096
 received_at       server    RFC 3339, normalized like ``time``
 log               server    1..128 of ``[A-Za-z0-9._-]``
@@ -30,7 +30,8 @@ schema            server    ``id`` (required, ≤ 256), ``version`` (required, i
 
 A ``null`` optional field counts as absent. Unknown fields are rejected at every level (extra
 data belongs in ``metadata``). Every failure raises ``InvalidEvent(field, message)`` naming the
-dotted path (``actor.id``, ``producer.seq``, ``metadata.items[2].price``).
+dotted path (``actor.id``, ``producer.seq``); a problem inside ``before``, ``after`` or
+``metadata`` names that field, and its message gives the RFC 6901 pointer (``at '/items/2'``).
 """
 
 from __future__ import annotations
@@ -41,19 +42,19 @@ import ipaddress
 import operator
 import re
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from itertools import repeat
 from typing import Any, TypeVar
 
 from trailseal.core.canonical import MAX_SAFE_INTEGER, canonicalize
 from trailseal.core.errors import CanonicalizationError, InvalidEvent
 from trailseal.core.hashing import leaf_hash
-from trailseal.core.ids import new_event_id
+from trailseal.core.ids import format_time, new_event_id, normalize_time
 
 __all__ = ["OUTCOMES", "Actor", "Event", "Producer", "Resource", "SchemaRef", "Source"]
-__all__ += ["format_time", "normalize_time"]
+__all__ += ["format_time", "normalize_time"]  # re-exported from trailseal.core.ids
 
 OUTCOMES = frozenset({"success", "failure", "denied", "unknown"})
 """The allowed values of ``Event.outcome``."""
@@ -61,51 +62,6 @@ OUTCOMES = frozenset({"success", "failure", "denied", "unknown"})
 _ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _LOG_RE = re.compile(r"[A-Za-z0-9._-]{1,128}")
 _ACTION_RE = re.compile(r"[a-z0-9_]+(?:\.[a-z0-9_-]+)*")
-# RFC 3339 §5.6 date-time; "T" and "Z" may be lowercase (§5.6 NOTE). [0-9], not \d: no other digits.
-_TIME_RE = re.compile(
-    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]+))?"
-    r"(?:[Zz]|([+-])([0-9]{2}):([0-9]{2}))"
-)
-_NORMAL_TIME_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z")
-
-
-def normalize_time(text: Any, field: str = "time") -> str:
-    """Return RFC 3339 ``text`` as UTC ``YYYY-MM-DDTHH:MM:SS.ffffffZ``; ``InvalidEvent`` if bad.
-
-    Offsets are applied (``2024-05-01T14:00:00+02:00`` → ``2024-05-01T12:00:00.000000Z``);
-    fractions beyond microseconds are truncated; a leap second (RFC 3339 §5.7) is clamped to
-    ``:59.999999`` of the same minute, which keeps it ordered before the next second.
-    """
-    if type(text) is str and _NORMAL_TIME_RE.fullmatch(text):
-        try:
-            datetime.fromisoformat(text[:26])  # already normalized: only check the ranges
-            return text
-        except ValueError:
-            pass  # a leap second or an impossible date: the general path below tells which
-    value: str = text if type(text) is str else ""
-    match = _TIME_RE.fullmatch(value)
-    if match is None:
-        raise InvalidEvent(field, f"must be an RFC 3339 date-time like 2024-05-01T12:00:00Z, got {text!r}")
-    year, month, day, hour, minute, second = map(int, match.group(1, 2, 3, 4, 5, 6))
-    micro = int(match[7][:6].ljust(6, "0")) if match[7] else 0
-    leap = second == 60
-    try:
-        moment = datetime(year, month, day, hour, minute, 59 if leap else second, 999_999 if leap else micro)
-        if match[8]:  # RFC 3339 §4.2: local time = UTC + offset
-            if int(match[9]) > 23 or int(match[10]) > 59:
-                raise ValueError(f"offset {match[8]}{match[9]}:{match[10]} out of range")
-            offset = timedelta(hours=int(match[9]), minutes=int(match[10]))
-            moment = moment - offset if match[8] == "+" else moment + offset
-    except (ValueError, OverflowError) as exc:
-        raise InvalidEvent(field, f"invalid date-time {text!r}: {exc}") from None
-    return moment.isoformat(timespec="microseconds") + "Z"
-
-
-def format_time(moment: datetime) -> str:
-    """Format a timezone-aware ``datetime`` as ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` in UTC."""
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        raise ValueError(f"format_time: naive datetime {moment!r}; give it a tzinfo")
-    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 @functools.lru_cache(maxsize=4096)
@@ -124,96 +80,72 @@ def _kind(value: Any) -> str:
 _JSON_NAMES = {bool: "boolean", int: "number", float: "number", str: "string", dict: "object"}
 _JSON_NAMES.update({list: "array", type(None): "null"})
 _T = TypeVar("_T")
+_consume: Any = deque(maxlen=0).extend  # exhausts an iterator in C, keeping nothing: thread-safe
 
 
-def _build(cls: type[_T], setters: tuple[Callable[[Any, Any], None], ...], values: Any) -> _T:
-    """A ``cls`` instance from already-validated field values, set through the slot descriptors.
+def _new(cls: type[_T], values: Any) -> _T:
+    """``cls(*values)`` for already-validated values, through the slot descriptors in a C loop.
 
-    Equivalent to ``cls(*values)`` but about twice as fast: a frozen dataclass's ``__init__`` goes
-    through ``object.__setattr__`` per field, and from_dict builds up to six of them per event.
+    A frozen dataclass's ``__init__`` calls ``object.__setattr__`` once per field, the largest
+    cost of ``from_dict``; this is about 3x faster for ``Event``. ``values`` must be complete.
     """
     instance = object.__new__(cls)
-    deque(map(operator.call, setters, repeat(instance), values), maxlen=0)
+    _consume(map(operator.call, _SETTERS[cls], repeat(instance), values))
     return instance
 
 
-# A field check takes the raw value (None when absent) and the field name, and returns the value
-# to store or raises InvalidEvent. from_dict runs one per field, in declaration order.
-_Check = Callable[[Any, str], Any]
-
-
-def _required(check: _Check) -> _Check:
-    """``check``, but a missing (or null) value is an error."""
-
-    def required(value: Any, field: str) -> Any:
-        if value is None:
+# The from_dict fast path checks each field inline; anything unusual goes to these helpers, which
+# return the value to store (None for an absent optional field) or raise InvalidEvent.
+def _text(
+    value: Any, field: str, limit: int, required: bool = False, pattern: re.Pattern[str] | None = None,
+    rule: str = "",
+) -> Any:
+    """Check a string of 1..``limit`` characters, optionally matching ``pattern``."""
+    if value is None:
+        if required:
             raise InvalidEvent(field, "required field is missing")
-        return check(value, field)
-
-    return required
-
-
-def _string(limit: int, pattern: re.Pattern[str] | None = None, rule: str = "") -> _Check:
-    """A check for a string of 1..``limit`` characters, optionally matching ``pattern``."""
-
-    def check(value: Any, field: str) -> Any:
-        if type(value) is str and 0 < len(value) <= limit:
-            if pattern is None or pattern.fullmatch(value):
-                return value
-            raise InvalidEvent(field, f"must be {rule}, got {value!r}")
-        if value is None:
-            return None
-        if not isinstance(value, str):
-            raise InvalidEvent(field, f"must be a string, got {_kind(value)}")
-        if not value:
-            raise InvalidEvent(field, "must not be empty (omit the field instead)")
-        if len(value) > limit:
-            raise InvalidEvent(field, f"must be at most {limit} characters, got {len(value)}")
-        return check(str(value), field)  # a str subclass: store a plain str
-
-    return check
+        return None
+    if not isinstance(value, str):
+        raise InvalidEvent(field, f"must be a string, got {_kind(value)}")
+    if not value:
+        raise InvalidEvent(field, "must not be empty (omit the field instead)")
+    if len(value) > limit:
+        raise InvalidEvent(field, f"must be at most {limit} characters, got {len(value)}")
+    if pattern is not None and not pattern.fullmatch(value):
+        raise InvalidEvent(field, f"must be {rule}, got {value!r}")
+    return str(value)  # a str subclass: store a plain str
 
 
-def _integer(low: int) -> _Check:
-    """A check for an integer in ``low``..2**53-1 (RFC 7493 §2.2)."""
+def _object(value: Any, field: str, known: frozenset[str], required: bool = False) -> Any:
+    """Check a JSON object with no fields but ``known``; None if absent and optional."""
+    if value is None and required:
+        raise InvalidEvent(field, "required field is missing")
+    if value is not None and type(value) is not dict and not isinstance(value, Mapping):
+        raise InvalidEvent(field, f"must be an object, got {_kind(value)}")
+    if value is not None and not value.keys() <= known:
+        raise InvalidEvent(f"{field}.{min(map(str, value.keys() - known))}", "unknown field")
+    return value
 
-    def check(value: Any, field: str) -> Any:
-        if value is not None and (type(value) is not int or not low <= value <= MAX_SAFE_INTEGER):
-            raise InvalidEvent(field, f"must be an integer in {low}..2**53-1, got {value!r}")
-        return value
 
-    return check
-
-
-def _record(cls: type[Any], **checks: _Check) -> _Check:
-    """A check for a JSON object with the fields ``checks`` (no others), built into ``cls``."""
-    spec = tuple(checks.items())
-    setters = tuple(getattr(cls, name).__set__ for name in checks)
-
-    def check(value: Any, field: str) -> Any:
-        if value is None:
-            return None
-        if type(value) is not dict and not isinstance(value, Mapping):
-            raise InvalidEvent(field, f"must be an object, got {_kind(value)}")
-        if not value.keys() <= checks.keys():
-            raise InvalidEvent(f"{field}.{min(map(str, value.keys() - checks.keys()))}", "unknown field")
-        try:
-            return _build(cls, setters, [check(value.get(name), name) for name, check in spec])
-        except InvalidEvent as exc:
-            raise InvalidEvent(f"{field}.{exc.field}", exc.detail) from None
-
-    return check
+def _integer(value: Any, field: str, low: int, required: bool = False) -> Any:
+    """Check an integer in ``low``..2**53-1 (RFC 7493 §2.2)."""
+    if value is None and required:
+        raise InvalidEvent(field, "required field is missing")
+    if value is not None and (type(value) is not int or not low <= value <= MAX_SAFE_INTEGER):
+        raise InvalidEvent(field, f"must be an integer in {low}..2**53-1, got {value!r}")
+    return value
 
 
 def _ip(value: Any, field: str) -> Any:
-    normalized = _normalize_ip(value) if type(value) is str else None
+    # The length bound also bounds what the lru_cache of _normalize_ip can hold.
+    normalized = _normalize_ip(value) if type(value) is str and len(value) <= 64 else None
     if normalized is None and value is not None:
         raise InvalidEvent(field, f"must be an IPv4 or IPv6 address, got {value!r}")
     return normalized
 
 
 def _json_object(value: Any, field: str) -> Any:
-    """Check for a JSON object with an RFC 8785 form (so I-JSON, RFC 7493); kept, not copied."""
+    """Check a JSON object with an RFC 8785 form (so I-JSON, RFC 7493); kept, not copied."""
     if value is not None:
         if type(value) is not dict:
             raise InvalidEvent(field, f"must be a JSON object, got {_kind(value)}")
@@ -269,49 +201,24 @@ class SchemaRef:
     version: int
 
 
-_ID_CHECK = _string(128, _ID_RE, "1..128 characters of [A-Za-z0-9._:-]")
-_LOG_CHECK = _string(128, _LOG_RE, "1..128 characters of [A-Za-z0-9._-]")
-_ID_256, _TEXT_256 = _required(_string(256)), _string(256)
-_ACTION = _string(128, _ACTION_RE, "lowercase dotted segments like iam.role.update")
-_OUTCOME = _string(7, re.compile("|".join(OUTCOMES)), "one of " + ", ".join(sorted(OUTCOMES)))
-# Every wire field with its check, in Event's declaration order (from_dict relies on it).
-_EVENT_CHECKS: dict[str, _Check] = {
-    "id": lambda value, field: new_event_id() if value is None else _ID_CHECK(value, field),
-    "time": _required(normalize_time),
-    "actor": _required(_record(Actor, id=_ID_256, type=_string(128), ip=_ip, user_agent=_string(1024))),
-    "action": _required(_ACTION),
-    "resource": _required(_record(Resource, type=_required(_string(128)), id=_ID_256, name=_string(1024))),
-    "outcome": _OUTCOME,
-    "request_id": _TEXT_256,
-    "trace_id": _TEXT_256,
-    "span_id": _TEXT_256,
-    "source": _record(Source, service=_TEXT_256, host=_TEXT_256, region=_TEXT_256, environment=_TEXT_256),
-    "producer": _record(Producer, id=_ID_256, seq=_integer(0)),
-    "before": _json_object,
-    "after": _json_object,
-    "reason": _string(4096),
-    "metadata": _json_object,
-    "received_at": lambda value, field: None if value is None else normalize_time(value, field),
-    "log": _LOG_CHECK,
-    "schema": _record(SchemaRef, id=_ID_256, version=_required(_integer(1))),
-}
-_CHECKS = tuple(_EVENT_CHECKS.items())
-_NESTED = frozenset({"actor", "resource", "source", "producer", "schema"})
-
-
 def _compact(value: Any) -> dict[str, Any]:
     """A sub-object as a dict without its None fields."""
     return {name: item for name in value.__slots__ if (item := getattr(value, name)) is not None}
+
+
+_ID_RULE = "1..128 characters of [A-Za-z0-9._:-]"
+_LOG_RULE = "1..128 characters of [A-Za-z0-9._-]"
+_ACTION_RULE = "lowercase dotted segments like iam.role.update"
+_NESTED = frozenset({"actor", "resource", "source", "producer", "schema"})
 
 
 @dataclass(frozen=True, slots=True)
 class Event:
     """One audit event (ARCHITECTURE.md §2). Build it with ``from_dict``, which validates.
 
-    ``time`` and ``received_at`` hold normalized UTC strings (see ``normalize_time``); ``before``,
-    ``after`` and ``metadata`` hold the JSON objects as given. The server fills ``received_at``,
-    ``log`` and ``schema`` with ``with_server_fields``; they are part of the leaf. Events whose
-    payload objects are set are not hashable (the dicts are not).
+    ``time`` and ``received_at`` are normalized UTC strings; ``before``, ``after``, ``metadata`` are
+    the JSON objects as given (so an Event holding them is not hashable). The server sets
+    ``received_at``, ``log`` and ``schema`` with ``with_server_fields``; they are part of the leaf.
     """
 
     id: str
@@ -337,20 +244,87 @@ class Event:
     def from_dict(cls, data: Mapping[str, Any]) -> Event:
         """Validate a wire-form event (a parsed JSON object) and build the ``Event``.
 
-        Raises ``InvalidEvent(field, message)`` for the first problem, in field order.
+        Raises ``InvalidEvent(field, message)`` for the first problem found. Fields are checked inline
+        for the common case; others go to a helper that accepts them or raises naming the field.
         """
         if type(data) is not dict and not isinstance(data, Mapping):
             raise InvalidEvent("", f"an event must be a JSON object, got {_kind(data)}")
-        if not data.keys() <= _EVENT_CHECKS.keys():
-            unknown = min(map(str, data.keys() - _EVENT_CHECKS.keys()))
-            raise InvalidEvent(unknown, "unknown field (put extra data in metadata)")
+        if not data.keys() <= _FIELDS[cls]:
+            raise InvalidEvent(min(map(str, data.keys() - _FIELDS[cls])), "unknown field (put extra data in metadata)")
         get = data.get
-        return _build(cls, _EVENT_SETTERS, [check(get(name), name) for name, check in _CHECKS])
+        event_id, time, action = get("id"), get("time"), get("action")
+        if event_id is None:
+            event_id = new_event_id()
+        elif type(event_id) is not str or not _ID_RE.fullmatch(event_id):
+            event_id = _text(event_id, "id", 128, True, _ID_RE, _ID_RULE)
+        if time is None:
+            raise InvalidEvent("time", "required field is missing")
+        time = normalize_time(time)
+
+        actor = get("actor")
+        if type(actor) is not dict or not actor.keys() <= _FIELDS[Actor]:
+            actor = _object(actor, "actor", _FIELDS[Actor], True)
+        actor_id, kind, ip, agent = map(actor.get, ("id", "type", "ip", "user_agent"))
+        if type(actor_id) is not str or not 0 < len(actor_id) <= 256:
+            actor_id = _text(actor_id, "actor.id", 256, True)
+        if kind is not None and (type(kind) is not str or not 0 < len(kind) <= 128):
+            kind = _text(kind, "actor.type", 128)
+        ip = _ip(ip, "actor.ip") if ip is not None else None
+        if agent is not None and (type(agent) is not str or not 0 < len(agent) <= 1024):
+            agent = _text(agent, "actor.user_agent", 1024)
+        actor = _new(Actor, (actor_id, kind, ip, agent))
+        if type(action) is not str or len(action) > 128 or not _ACTION_RE.fullmatch(action):
+            action = _text(action, "action", 128, True, _ACTION_RE, _ACTION_RULE)
+
+        resource = get("resource")
+        if type(resource) is not dict or not resource.keys() <= _FIELDS[Resource]:
+            resource = _object(resource, "resource", _FIELDS[Resource], True)
+        kind, resource_id, name = map(resource.get, ("type", "id", "name"))
+        if type(kind) is not str or not 0 < len(kind) <= 128:
+            kind = _text(kind, "resource.type", 128, True)
+        if type(resource_id) is not str or not 0 < len(resource_id) <= 256:
+            resource_id = _text(resource_id, "resource.id", 256, True)
+        if name is not None and (type(name) is not str or not 0 < len(name) <= 1024):
+            name = _text(name, "resource.name", 1024)
+        resource = _new(Resource, (kind, resource_id, name))
+
+        outcome = get("outcome")
+        if outcome is not None and (type(outcome) is not str or outcome not in OUTCOMES):
+            raise InvalidEvent("outcome", f"must be one of {', '.join(sorted(OUTCOMES))}, got {outcome!r}")
+        texts = list(map(get, _TEXTS))  # request_id, trace_id, span_id (≤ 256), reason (≤ 4096)
+        if not all(value is None or (type(value) is str and 0 < len(value) <= 256) for value in texts):
+            texts = [_text(get(name), name, 4096 if name == "reason" else 256) for name in _TEXTS]
+        source, producer, schema = get("source"), get("producer"), get("schema")
+        if source is not None:
+            if type(source) is not dict or not source.keys() <= _FIELDS[Source]:
+                source = _object(source, "source", _FIELDS[Source])
+            parts = list(map(source.get, _SOURCE))  # service, host, region, environment: ≤ 256
+            if not all(value is None or (type(value) is str and 0 < len(value) <= 256) for value in parts):
+                parts = [_text(source.get(name), f"source.{name}", 256) for name in _SOURCE]
+            source = _new(Source, parts)
+        if producer is not None:
+            producer = _object(producer, "producer", _FIELDS[Producer])
+            producer_id = _text(producer.get("id"), "producer.id", 256, True)
+            producer = _new(Producer, (producer_id, _integer(producer.get("seq"), "producer.seq", 0)))
+        received_at, log = get("received_at"), get("log")
+        if received_at is not None:
+            received_at = normalize_time(received_at, "received_at")
+        if log is not None and (type(log) is not str or not _LOG_RE.fullmatch(log)):
+            log = _text(log, "log", 128, True, _LOG_RE, _LOG_RULE)
+        if schema is not None:
+            schema = _object(schema, "schema", _FIELDS[SchemaRef])
+            schema_id = _text(schema.get("id"), "schema.id", 256, True)
+            schema = _new(SchemaRef, (schema_id, _integer(schema.get("version"), "schema.version", 1, True)))
+        return _new(cls, (
+            event_id, time, actor, action, resource, outcome, texts[0], texts[1], texts[2], source, producer,
+            _json_object(get("before"), "before"), _json_object(get("after"), "after"), texts[3],
+            _json_object(get("metadata"), "metadata"), received_at, log, schema,
+        ))  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         """The wire form: a new dict, fields in declaration order, absent (None) fields omitted."""
         out: dict[str, Any] = {}
-        for name in _EVENT_CHECKS:
+        for name in _ORDER:
             value = getattr(self, name)
             if value is not None:
                 out[name] = _compact(value) if name in _NESTED else value
@@ -371,8 +345,10 @@ class Event:
         if isinstance(received_at, datetime):
             received_at = format_time(received_at)
         received_at = normalize_time(received_at, "received_at")
-        log = _required(_LOG_CHECK)(log, "log")
-        return dataclasses.replace(self, received_at=received_at, log=log, schema=schema)
+        log = _text(log, "log", 128, True, _LOG_RE, _LOG_RULE)
+        values = list(map(self.__getattribute__, _ORDER))
+        values[-3:] = received_at, log, schema  # the last three fields (checked at import)
+        return _new(Event, values)
 
     def text(self) -> str:
         """The free text for full-text indexing, space-separated: action, outcome, actor, resource,
@@ -386,7 +362,15 @@ class Event:
         return " ".join(part for part in parts if part)
 
 
-_EVENT_SETTERS = tuple(getattr(Event, name).__set__ for name in _EVENT_CHECKS)
+_CLASSES = (Actor, Resource, Source, Producer, SchemaRef, Event)
+_FIELDS = {cls: frozenset(field.name for field in dataclasses.fields(cls)) for cls in _CLASSES}
+_ORDER = tuple(field.name for field in dataclasses.fields(Event))
+_SETTERS: dict[type, tuple[Any, ...]] = {
+    cls: tuple(getattr(cls, f.name).__set__ for f in dataclasses.fields(cls)) for cls in _CLASSES
+}
+assert _ORDER[-3:] == ("received_at", "log", "schema")
+_TEXTS = ("request_id", "trace_id", "span_id", "reason")
+_SOURCE = ("service", "host", "region", "environment")
 
 
 def _strings(value: Any) -> Iterator[str]:

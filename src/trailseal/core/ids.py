@@ -1,6 +1,12 @@
-"""Event ids: UUIDv7 (RFC 9562 §5.7), strictly increasing within a process.
+"""Event ids and event times: UUIDv7 (RFC 9562 §5.7) and RFC 3339 timestamps in UTC.
 
-Layout of the 128 bits, most significant first (RFC 9562 §5.7)::
+::
+
+    new_event_id() -> str          UUIDv7, strictly increasing within a process
+    normalize_time(text) -> str    RFC 3339 date-time → ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` (UTC)
+    format_time(moment) -> str     aware ``datetime`` → the same normalized form
+
+UUIDv7 layout of the 128 bits, most significant first (RFC 9562 §5.7)::
 
     unix_ts_ms (48) | ver = 0b0111 (4) | rand_a (12) | var = 0b10 (2) | rand_b (62)
 
@@ -17,24 +23,41 @@ in the order ``new_event_id`` returned them.
 from __future__ import annotations
 
 import os
-import secrets
+import re
 import threading
 import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
-__all__ = ["new_event_id"]
+from trailseal.core.errors import InvalidEvent
+
+__all__ = ["format_time", "new_event_id", "normalize_time"]
 
 _COUNTER_BITS = 42
 _RAND_B_COUNTER_BITS = _COUNTER_BITS - 12  # the part of the counter that lives in rand_b
+_POOL_SIZE = 4096
 _lock = threading.Lock()
 _last_ms = 0
 _counter = 0
+_pool = b""  # os.urandom bytes, drawn in slices: one system call per ~400 ids
+_pool_offset = 0
+
+
+def _random(size: int) -> int:
+    """``size`` bytes from the CSPRNG (RFC 9562 §6.9) as an int; call with ``_lock`` held."""
+    global _pool, _pool_offset
+    if _pool_offset + size > len(_pool):
+        _pool, _pool_offset = os.urandom(_POOL_SIZE), 0
+    start = _pool_offset
+    _pool_offset += size
+    return int.from_bytes(_pool[start:_pool_offset], "big")
 
 
 def _reset_after_fork() -> None:
-    # A forked child must not continue the parent's sequence in lockstep.
-    global _last_ms, _counter
-    _last_ms = 0
-    _counter = 0
+    # A forked child must neither continue the parent's sequence nor reuse its random bytes, and
+    # must not inherit the lock held by a thread that does not exist in the child.
+    global _lock, _last_ms, _counter, _pool
+    _lock, _last_ms, _counter, _pool = threading.Lock(), 0, 0, b""
 
 
 if hasattr(os, "register_at_fork"):
@@ -52,20 +75,67 @@ def new_event_id() -> str:
         now_ms = time.time_ns() // 1_000_000
         if now_ms > _last_ms:
             _last_ms = now_ms
-            _counter = secrets.randbits(_COUNTER_BITS - 1)
+            _counter = _random(6) >> 7  # 41 random bits
         else:
             _counter += 1
             if _counter >> _COUNTER_BITS:  # RFC 9562 §6.2: on rollover, advance the timestamp
                 _last_ms += 1
-                _counter = secrets.randbits(_COUNTER_BITS - 1)
-        unix_ts_ms, counter = _last_ms, _counter
+                _counter = _random(6) >> 7
+        unix_ts_ms, counter, tail = _last_ms, _counter, _random(4)
     value = (
         (unix_ts_ms & 0xFFFF_FFFF_FFFF) << 80
         | 0x7 << 76  # version 7
         | (counter >> _RAND_B_COUNTER_BITS) << 64  # rand_a: top 12 counter bits
         | 0b10 << 62  # variant 10xx (RFC 9562 §4.1)
         | (counter & ((1 << _RAND_B_COUNTER_BITS) - 1)) << 32  # rand_b: low 30 counter bits
-        | secrets.randbits(32)  # rand_b: 32 random bits
+        | tail  # rand_b: 32 random bits
     )
     text = f"{value:032x}"
     return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
+
+# RFC 3339 §5.6 date-time; "T" and "Z" may be lowercase (§5.6 NOTE). [0-9], not \d: no other digits.
+_TIME_RE = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]+))?"
+    r"(?:[Zz]|([+-])([0-9]{2}):([0-9]{2}))"
+)
+_NORMAL_TIME_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z")
+
+
+def normalize_time(text: Any, field: str = "time") -> str:
+    """Return RFC 3339 ``text`` as UTC ``YYYY-MM-DDTHH:MM:SS.ffffffZ``; ``InvalidEvent`` if bad.
+
+    Offsets are applied (``2024-05-01T14:00:00+02:00`` → ``2024-05-01T12:00:00.000000Z``);
+    fractions beyond microseconds are truncated; a leap second (RFC 3339 §5.7) is clamped to
+    ``:59.999999`` of the same minute, which keeps it ordered before the next second.
+    """
+    if type(text) is str and _NORMAL_TIME_RE.fullmatch(text):
+        try:
+            datetime.fromisoformat(text[:26])  # already normalized: only check the ranges
+            return text
+        except ValueError:
+            pass  # a leap second or an impossible date: the general path below tells which
+    value: str = text if type(text) is str else ""
+    match = _TIME_RE.fullmatch(value)
+    if match is None:
+        raise InvalidEvent(field, f"must be an RFC 3339 date-time like 2024-05-01T12:00:00Z, got {text!r}")
+    year, month, day, hour, minute, second = map(int, match.group(1, 2, 3, 4, 5, 6))
+    micro = int(match[7][:6].ljust(6, "0")) if match[7] else 0
+    leap = second == 60
+    try:
+        moment = datetime(year, month, day, hour, minute, 59 if leap else second, 999_999 if leap else micro)
+        if match[8]:  # RFC 3339 §4.2: local time = UTC + offset
+            if int(match[9]) > 23 or int(match[10]) > 59:
+                raise ValueError(f"offset {match[8]}{match[9]}:{match[10]} out of range")
+            offset = timedelta(hours=int(match[9]), minutes=int(match[10]))
+            moment = moment - offset if match[8] == "+" else moment + offset
+    except (ValueError, OverflowError) as exc:
+        raise InvalidEvent(field, f"invalid date-time {text!r}: {exc}") from None
+    return moment.isoformat(timespec="microseconds") + "Z"
+
+
+def format_time(moment: datetime) -> str:
+    """Format a timezone-aware ``datetime`` as ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` in UTC."""
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(f"format_time: naive datetime {moment!r}; give it a tzinfo")
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"

@@ -15,6 +15,12 @@ What is checked, in leaf order:
    contain the change is reported;
 5. with a trusted checkpoint kept outside the store: the log is not shorter than it (truncation or
    rollback) and its root matches (no fork).
+
+A leaf pruned by retention (docs/retention.md) has a tombstone instead of its body: it is
+checked through its stored leaf hash against the level-0 tile and the signed roots, and counted
+in ``leaves_pruned`` — but only when a prune record vouches for exactly that tombstone; a
+tombstone without one is a ``pruned-without-record`` finding, and a body deleted or emptied any
+other way still fails as ``leaf-mismatch``.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from trailseal.core.hashing import leaf_hash
 from trailseal.core.note import VerifierSet
 from trailseal.core.tiles import TILE_HEIGHT, TILE_WIDTH
 from trailseal.storage.base import Store
+from trailseal.storage.retention import prune_record_reader
 
 _HASH = 32
 
@@ -61,6 +68,7 @@ class Report:
     log: str
     tree_size: int = 0
     leaves_checked: int = 0
+    leaves_pruned: int = 0
     checkpoints_checked: int = 0
     findings: list[Finding] = field(default_factory=list)
     root_hash: bytes | None = None
@@ -90,6 +98,7 @@ class Report:
             "ok": self.ok,
             "tree_size": self.tree_size,
             "leaves_checked": self.leaves_checked,
+            "leaves_pruned": self.leaves_pruned,
             "checkpoints_checked": self.checkpoints_checked,
             "first_bad_leaf": self.first_bad_leaf,
             "findings": [f.to_json() for f in self.findings],
@@ -214,6 +223,7 @@ def check_log(
     if 0 in signed:
         at_size(0)
     gap = False
+    prune_record = prune_record_reader(store, log)
     for entry in store.iter_entries(log):
         if entry.leaf_index != expected:
             # A deleted row: the tree past it cannot be recomputed, so stop here.
@@ -228,7 +238,18 @@ def check_log(
             gap = True
             break
         index = entry.leaf_index
-        digest = leaf_hash(entry.body)
+        mark = entry.pruned
+        if mark is not None:
+            # Pruned by retention: only the stored leaf hash is left to check (below).
+            vouched = prune_record(index)
+            if vouched is None or vouched.state != "pruned" or vouched.mark != mark:
+                add(Finding("pruned-without-record", f"leaf {index}: the event body was replaced "
+                            f"by a prune tombstone that no prune record vouches for", leaf_index=index))
+            else:
+                report.leaves_pruned += 1
+            digest = entry.leaf_hash
+        else:
+            digest = leaf_hash(entry.body)
         if digest != entry.leaf_hash:
             add(Finding("leaf-mismatch", f"leaf {index}: event body does not hash to its stored leaf hash", leaf_index=index))
         tile_index = index // TILE_WIDTH
@@ -240,8 +261,9 @@ def check_log(
         if tiled != entry.leaf_hash:
             add(Finding("tile-mismatch", f"leaf {index}: level-0 tile holds a different leaf hash", leaf_index=index))
         try:
-            body = loads(entry.body)
-            if not isinstance(body, dict) or body.get("id") != entry.event_id or body.get("log") != log:
+            body = loads(entry.body) if mark is None else None
+            if mark is None and (not isinstance(body, dict) or body.get("id") != entry.event_id
+                                 or body.get("log") != log):
                 raise FormatError("stored id/log columns differ from the event body")
         except FormatError as exc:
             add(Finding("row-mismatch", f"leaf {index}: {exc}", leaf_index=index))

@@ -16,14 +16,33 @@ from fastapi import APIRouter, FastAPI
 from trailseal import __version__
 from trailseal.core.errors import TrailsealError
 from trailseal.server import problems
+from trailseal.server.access import AccessControl
 from trailseal.server.limits import InflightLimit
-from trailseal.server.routes import health, ingest, logs
+from trailseal.server.routes import (
+    health,
+    ingest,
+    keys,
+    logs,
+    pipeline_policy,
+    producers,
+    quarantine,
+    retention,
+    schemas,
+    subjects,
+)
 from trailseal.server.runtime import Runtime
 
 ROUTERS: list[Callable[[Runtime], APIRouter]] = [
     health.router,
     ingest.router,
     logs.router,
+    keys.router,
+    retention.router,
+    schemas.router,
+    quarantine.router,
+    subjects.router,
+    producers.router,
+    pipeline_policy.router,
 ]
 
 
@@ -47,6 +66,7 @@ def create_app(runtime: Runtime) -> Any:
     app.add_exception_handler(Exception, problems.handle)
     for make_router in ROUTERS:
         app.include_router(make_router(runtime))
+    guarded = AccessControl(app, routes=app.router.routes, access=runtime.access)
     return InflightLimit(
-        app, limit=settings.max_inflight_requests, retry_after=settings.retry_after_seconds
+        guarded, limit=settings.max_inflight_requests, retry_after=settings.retry_after_seconds
     )

@@ -7,10 +7,14 @@ BatchError / InvalidEvent    422     ``errors``: ``[{index, field, detail}]``
 FormatError                  400     malformed JSON, proof parameters, paths
 LimitExceeded                413*    ``limit`` names it (*or its own status)
 ConflictError                409     ``event_id``
+IncompatibleSchema           409     ``counter_example`` (a ConflictError)
 NotFoundError                404
 OverloadedError              503     ``Retry-After``
 SequencerUnavailable         503     ``Retry-After``
 VerificationError            503     the log refuses to sign; operator must act
+AuthenticationError          401     ``WWW-Authenticate: Bearer``
+PermissionDenied             403     names the permission, never any data
+RateLimited                  429     ``Retry-After``
 anything else                500     logged with a reference id
 ===========================  ======  ==========================================
 """
@@ -27,16 +31,20 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from trailseal.core.errors import (
+    AuthenticationError,
     ConflictError,
     FormatError,
     InvalidEvent,
     LimitExceeded,
     NotFoundError,
     OverloadedError,
+    PermissionDenied,
+    RateLimited,
     TrailsealError,
     VerificationError,
 )
 from trailseal.pipeline.prepare import BatchError
+from trailseal.schema.compat import IncompatibleSchema
 from trailseal.sequencer.runner import SequencerUnavailable
 
 _log = logging.getLogger("trailseal.server")
@@ -71,6 +79,18 @@ def problem(
 
 def to_response(exc: BaseException, retry_after: float = 1.0) -> Response:
     """Map any exception to its problem response."""
+    if isinstance(exc, AuthenticationError):
+        return problem(
+            401, "unauthorized", str(exc), kind="unauthorized",
+            headers={"WWW-Authenticate": 'Bearer realm="trailseal"'},
+        )
+    if isinstance(exc, PermissionDenied):
+        return problem(403, "forbidden", str(exc), kind="forbidden", permission=exc.permission)
+    if isinstance(exc, RateLimited):
+        return problem(
+            429, "too many requests", str(exc), kind="rate-limited",
+            headers={"Retry-After": str(max(1, math.ceil(exc.retry_after)))},
+        )
     if isinstance(exc, BatchError):
         errors = [
             {"index": index, "field": err.field, "detail": err.detail} for index, err in exc.errors
@@ -85,6 +105,9 @@ def to_response(exc: BaseException, retry_after: float = 1.0) -> Response:
         return problem(exc.status, "limit exceeded", str(exc), kind="limit-exceeded", limit=exc.limit)
     if isinstance(exc, FormatError):
         return problem(400, "bad request", str(exc), kind="bad-request")
+    if isinstance(exc, IncompatibleSchema):
+        return problem(409, "incompatible schema", str(exc), kind="incompatible-schema",
+                       counter_example=exc.counter_example.to_json())
     if isinstance(exc, ConflictError):
         return problem(409, "conflict", str(exc), kind="conflict", event_id=exc.event_id)
     if isinstance(exc, NotFoundError):

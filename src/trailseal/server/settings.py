@@ -39,6 +39,44 @@ class Settings:
     queue_max_events: int = 50_000
     max_inflight_requests: int = 256
     retry_after_seconds: int = 1
+    # access (docs/security.md): API keys / OIDC tokens, roles per tenant, self-audit
+    auth_required: bool = True
+    public_verification: bool = True  # checkpoints, tiles, verifier keys readable without a key
+    rate_limit_per_second: float = 0.0  # token bucket per key; 0 = unlimited
+    rate_limit_burst: int = 0  # bucket size; 0 = max(1, 2 * rate)
+    oidc_issuer: str = ""  # empty: OIDC tokens are not accepted
+    oidc_audience: str = ""
+    oidc_jwks: str = ""  # JWKS file path or https:// URL
+    oidc_algorithms: str = "RS256,ES256,EdDSA"
+    oidc_subject_claim: str = "sub"
+    oidc_grants_claim: str = "trailseal_grants"  # {"tenant": "role"} or ["tenant:role", ...]
+    oidc_group_claim: str = "groups"
+    oidc_group_grants: str = ""  # "group=tenant:role,tenant:role;group2=*:auditor"
+    oidc_leeway_seconds: int = 30
+    oidc_jwks_cache_seconds: int = 300
+    # retention (docs/retention.md): scheduled runs, archive target, restores
+    retention_interval_seconds: float = 0.0  # 0: no scheduled runs (on demand only)
+    retention_segment_leaves: int = 16_384  # most leaves per archive segment
+    retention_prune_batch: int = 5_000  # leaves pruned per transaction
+    retention_pause_ms: float = 0.0  # pause between batches (throttles store I/O)
+    retention_restore_days: int = 30  # restored events are pruned again after this
+    archive_target: str = ""  # empty: <data dir>/archive; or a directory, or s3://bucket/prefix
+    archive_s3_endpoint: str = ""  # S3-compatible endpoint URL (empty: AWS)
+    archive_s3_region: str = ""
+    archive_lock_days: int = 2557  # S3 Object Lock (compliance mode) retention of segments
+    archive_zstd_level: int = 6
+    # scale-out (docs/deploy.md): several nodes on one PostgreSQL, JetStream ingest
+    ingest: str = ""  # nats://host:4222 for the "accepted" acknowledgement mode; empty: direct
+    nats_stream: str = "TRAILSEAL"
+    nats_replicas: int = 1
+    role: str = "all"  # "all": may sequence logs; "api": never sequences (forwards/publishes)
+    election_interval_ms: float = 500.0
+    forward_timeout_seconds: float = 30.0
+    # pipeline (docs/pipeline.md): schemas, quarantine, redaction, enrichment, sampling
+    pipeline: bool = True  # False: parse, server fields and seal only (no schemas, no redaction)
+    ingest_node: str = ""  # recorded in metadata._trailseal.node; empty: server_name
+    context_region: str = ""  # static context: source.region when an event has none
+    context_environment: str = ""  # static context: source.environment when an event has none
     limits: Limits = Limits()
 
     @property

@@ -29,6 +29,12 @@ def tile_response(store: Store, log: str, path: str) -> Response:
             raise NotFoundError(f"{path}: beyond the signed tree size {size}")
         parts: list[bytes] = []
         for entry in store.iter_entries(log, first, first + item.width):
+            if entry.pruned is not None:  # docs/retention.md: hash tiles stay, payloads do not
+                raise NotFoundError(
+                    f"{path}: leaf {entry.leaf_index} was pruned by retention policy "
+                    f"{entry.pruned.policy}; its leaf hash is in tile/0/{item.index} and the "
+                    f"event in archive segment {entry.pruned.segment}"
+                )
             parts.append(len(entry.body).to_bytes(2, "big") + entry.body)
         if len(parts) != item.width:
             raise NotFoundError(f"{path}: only {len(parts)} of {item.width} entries are stored")

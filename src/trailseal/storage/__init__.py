@@ -10,7 +10,8 @@ __all__ = ["CheckpointRecord", "LeafEntry", "LogInfo", "Store", "TileWrite", "op
 
 
 def open_store(url: str, data_dir: Path) -> Store:
-    """Open the store named by ``url``: ``""`` or ``sqlite:///PATH`` (SQLite), ``memory:``."""
+    """Open the store named by ``url``: ``""`` or ``sqlite:///PATH`` (SQLite), ``memory:``,
+    ``postgresql://...`` (PostgreSQL; ``?schema=NAME&pool_max=N`` are trailseal's own)."""
     if url in ("", "sqlite:", "sqlite://"):
         from trailseal.storage.sqlite import SQLiteStore
 
@@ -24,7 +25,11 @@ def open_store(url: str, data_dir: Path) -> Store:
         from trailseal.storage.memory import MemoryStore
 
         return MemoryStore()
+    if url.startswith(("postgresql://", "postgres://")):
+        from trailseal.storage.postgres import PostgresStore
+
+        return PostgresStore(url)
     raise ValueError(
-        f"store: unsupported store URL {url!r}; use sqlite:///PATH or leave empty for the "
-        f"SQLite file in the data directory"
+        f"store: unsupported store URL {url!r}; use sqlite:///PATH, postgresql://... or leave "
+        f"empty for the SQLite file in the data directory"
     )

@@ -20,13 +20,50 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+import orjson
+
 #: Reads tile data ``(tile_level, tile_index) -> bytes | None`` as currently stored.
 TileReader = Callable[[int, int], "bytes | None"]
+
+#: A pruned entry's ``body`` starts with this: no RFC 8785 event (always ``{...}``) can.
+TOMBSTONE_PREFIX = b"\x00trailseal-pruned\x00"
+
+
+@dataclass(frozen=True, slots=True)
+class PruneMark:
+    """Why a leaf has no payload: pruned by retention ``policy`` at ``pruned_at``, archived in
+    ``segment``. Its leaf hash and the tree stay; see docs/retention.md (invariant 2)."""
+
+    policy: str
+    pruned_at: str
+    segment: str
+
+    def tombstone(self) -> bytes:
+        """The ``body`` stored in place of the event: prefix + JSON of this mark."""
+        return TOMBSTONE_PREFIX + orjson.dumps(
+            {"policy": self.policy, "pruned_at": self.pruned_at, "segment": self.segment},
+            option=orjson.OPT_SORT_KEYS,
+        )
+
+    @classmethod
+    def from_tombstone(cls, body: bytes) -> PruneMark | None:
+        """The mark a tombstone body carries, or ``None`` for anything else."""
+        if not body.startswith(TOMBSTONE_PREFIX):
+            return None
+        try:
+            fields = orjson.loads(body[len(TOMBSTONE_PREFIX) :])
+            return cls(str(fields["policy"]), str(fields["pruned_at"]), str(fields["segment"]))
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            return None
 
 
 @dataclass(frozen=True, slots=True)
 class LeafEntry:
-    """One sequenced event as stored. ``body`` is the RFC 8785 canonical leaf input."""
+    """One sequenced event as stored. ``body`` is the RFC 8785 canonical leaf input.
+
+    Once retention prunes the event, ``body`` is a tombstone instead (:attr:`pruned` reads it)
+    and the query columns are cleared; ``leaf_hash``, ``event_id`` and the tiles never change.
+    """
 
     log: str
     leaf_index: int
@@ -44,6 +81,11 @@ class LeafEntry:
     request_id: str | None = None
     trace_id: str | None = None
     source_service: str | None = None
+
+    @property
+    def pruned(self) -> PruneMark | None:
+        """Why the payload is gone (a tombstone body), or ``None`` for a stored event."""
+        return PruneMark.from_tombstone(self.body) if self.body[:1] == b"\x00" else None
 
 
 @dataclass(frozen=True, slots=True)

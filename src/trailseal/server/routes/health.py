@@ -33,6 +33,10 @@ def router(runtime: Runtime) -> APIRouter:
             return problems.problem(503, "not ready", f"store: {exc}", kind="not-ready")
         if worker.failure is not None:
             return problems.problem(503, "not ready", f"sequencer: {worker.failure}", kind="not-ready")
-        return json_response({"status": "ready", "queued_events": runtime.sequencer.queued_events})
+        trouble = runtime.scaleout.readiness(runtime.sequencer)  # PostgreSQL session, bus
+        if trouble is not None:
+            return problems.problem(503, "not ready", trouble, kind="not-ready")
+        return json_response({"status": "ready", "queued_events": runtime.sequencer.queued_events,
+                              **runtime.scaleout.status(runtime.sequencer)})
 
     return api

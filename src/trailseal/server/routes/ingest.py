@@ -7,7 +7,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from trailseal.core.errors import FormatError, LimitExceeded
-from trailseal.pipeline.prepare import prepare_all
+from trailseal.pipeline.stages import Correlation
 from trailseal.server.http import EVENT_BODY_DOC, json_response, parse_events, read_body
 from trailseal.server.runtime import Runtime, utc_now
 
@@ -35,15 +35,29 @@ def router(runtime: Runtime) -> APIRouter:
             )
         if not raws:
             raise FormatError("body: no events")
-        prepared = prepare_all(
-            raws,
-            log=target,
-            received_at=utc_now(),
-            max_depth=limits.max_depth,
-            max_event_bytes=limits.max_event_bytes,
-            sizes=sizes,
+        # The pipeline stages (docs/pipeline.md): schema validation and quarantine, redaction,
+        # enrichment, sampling, then canonical bytes and leaf hashes.
+        pipeline = runtime.pipeline
+        received_at = utc_now()
+        correlation = Correlation.from_headers(
+            request.headers.get("traceparent"), request.headers.get("x-request-id")
         )
-        receipts = await runtime.sequencer.submit(target, prepared, want_proofs=proofs)
-        return json_response({"receipts": [r.to_json() for r in receipts]})
+        outcome = pipeline.process(
+            raws,
+            pipeline.context(target, received_at, correlation=correlation,
+                             max_depth=limits.max_depth, max_event_bytes=limits.max_event_bytes),
+            sizes,
+        )
+        prepared = outcome.prepared
+        if runtime.scaleout.bus is not None:  # "accepted" mode (docs/deploy.md)
+            accepted = await runtime.scaleout.accept(
+                target, prepared, settings.origin(target), utc_now()
+            ) if prepared else []
+            pipeline.committed(outcome, received_at)
+            return json_response({"receipts": pipeline.receipts(outcome, accepted)}, status=202)
+        receipts = await runtime.sequencer.submit(target, prepared, want_proofs=proofs) if prepared else []
+        pipeline.committed(outcome, received_at)
+        pipeline.flush_summaries(received_at)
+        return json_response({"receipts": pipeline.receipts(outcome, receipts)})
 
     return api

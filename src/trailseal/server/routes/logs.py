@@ -6,9 +6,11 @@ import base64
 
 import orjson
 from fastapi import APIRouter, Query
+from starlette.requests import Request
 from starlette.responses import Response
 
 from trailseal.core.errors import FormatError, NotFoundError
+from trailseal.server.access import principal_of
 from trailseal.server.http import json_response
 from trailseal.server.runtime import Runtime
 from trailseal.server.tiles import tile_response
@@ -32,21 +34,38 @@ def router(runtime: Runtime) -> APIRouter:
         return log
 
     @api.get("/v1/events/{event_id}", tags=["read"])
-    async def get_event(event_id: str, log: str | None = None) -> Response:
-        """The stored envelope exactly as sequenced (its RFC 8785 bytes are the leaf input)."""
+    async def get_event(
+        event_id: str,
+        log: str | None = None,
+        decrypt: bool = Query(False, description="Read encrypted fields whose subject key exists."),
+    ) -> Response:
+        """The stored envelope exactly as sequenced (its RFC 8785 bytes are the leaf input).
+
+        An event with encrypted fields also gets a ``view`` (docs/pipeline.md): each field reads
+        ``"erased"`` once its subject was forgotten, or its plaintext with ``decrypt=true``."""
         target = log or settings.default_log
         entry = store.get_entry_by_id(target, event_id)
         if entry is None:
             raise NotFoundError(f"event {event_id!r} not found in log {target!r}")
         receipt = receipt_for(store, target, entry.leaf_index)
-        payload = b'{"event":' + entry.body + b',"receipt":' + orjson.dumps(receipt.to_json()) + b"}"
+        mark = entry.pruned
+        if mark is not None:  # retention removed the payload; the receipt still verifies
+            pruned = {"policy": mark.policy, "pruned_at": mark.pruned_at, "segment": mark.segment}
+            return json_response({"event": None, "pruned": pruned, "receipt": receipt.to_json()})
+        view = runtime.pipeline.reveal(target, orjson.loads(entry.body), decrypt=decrypt) if b'"enc:' in entry.body else None
+        extra = b',"view":' + orjson.dumps(view) if view else b""
+        payload = b'{"event":' + entry.body + b',"receipt":' + orjson.dumps(receipt.to_json()) + extra + b"}"
         return Response(payload, media_type="application/json")
 
     @api.get("/v1/logs", tags=["verify"])
-    async def list_logs() -> Response:
-        """Every log with its origin, size and verifier keys."""
+    async def list_logs(request: Request) -> Response:
+        """Every log (the caller's, when verification material is not public) with its origin,
+        size and verifier keys."""
         out = []
+        principal = principal_of(request)
         for info in store.list_logs():
+            if not runtime.access.gate.visible(principal, info.name):
+                continue
             latest = store.latest_checkpoint(info.name)
             out.append(
                 {

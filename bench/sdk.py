@@ -1,0 +1,165 @@
+"""SDK benchmarks (the `sdk` issue). Run: `.venv/bin/python bench/sdk.py [--quick]`.
+
+(a) Cost of ``AuditClient.emit()`` on the caller's thread, per call (p50/p99/max), while the
+    background threads spool (SQLite, synchronous=FULL) and deliver; baseline: ``queue.Queue.put``
+    of a prebuilt dict with a consumer thread draining it, measured the same way in this run.
+(b) SDK ceiling: events/s from emit to acknowledged through the full engine (SQLite spool with
+    fsync, batching, receipts) to a transport that answers at once — what one producer process can
+    push when the server is not the bottleneck.
+(c) End to end against a real ``trailseal serve`` subprocess: delivered events/s from one producer
+    process (emit → spool → HTTP → fsync'd receipts), vs a raw ``httpx`` client posting the same
+    events pre-serialized in the same batch size, one request at a time (the order-preserving
+    upper bound for one producer).
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import queue
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "src"))
+
+import httpx  # noqa: E402
+import orjson  # noqa: E402
+from tests.integration.conftest import ServerProcess  # noqa: E402
+
+from trailseal.sdk import AuditClient, audit_context  # noqa: E402
+
+
+class NullTransport:
+    """Answers every batch at once with minimal receipts (the server is not measured)."""
+
+    def send(self, log: str, event_ids: Any, bodies: Any, *, proofs: bool) -> list[dict[str, Any]]:
+        return [{"id": event_id} for event_id in event_ids]
+
+    def consistency(self, log: str, first: int, second: int) -> list[bytes]:
+        return []
+
+    def close(self) -> None:
+        pass
+
+
+def emit_kwargs(n: int) -> dict[str, Any]:
+    return {"action": "invoice.approve", "resource": f"invoice:inv-{n}", "outcome": "success",
+            "metadata": {"amount": 120, "currency": "EUR"}}
+
+
+def percentiles(samples: list[int]) -> tuple[float, float, float]:
+    samples.sort()
+    return (samples[len(samples) // 2] / 1000, samples[int(len(samples) * 0.99)] / 1000, samples[-1] / 1000)
+
+
+def bench_emit(count: int, tmp: Path) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
+    """((p50, p99, max) µs of emit, the same of queue.put)."""
+    client = AuditClient(transport=NullTransport(), spool_path=tmp / "emit.spool", batch_size=500,
+                         max_queue=count * 2)
+    samples = []
+    with audit_context(actor="alice@example.com", request_id="req-1"):
+        for n in range(1000):  # warm-up
+            client.emit(**emit_kwargs(n))
+        for n in range(count):
+            kwargs = emit_kwargs(n)
+            started = time.perf_counter_ns()
+            client.emit(**kwargs)
+            samples.append(time.perf_counter_ns() - started)
+    client.close(60)
+    sdk = percentiles(samples)
+
+    box: queue.Queue[Any] = queue.Queue()
+
+    def drain() -> None:
+        while box.get() is not None:
+            pass
+
+    consumer = threading.Thread(target=drain)
+    consumer.start()
+    event = {"actor": {"id": "alice@example.com"}, **emit_kwargs(0)}
+    samples = []
+    for _ in range(count):
+        started = time.perf_counter_ns()
+        box.put(event)
+        samples.append(time.perf_counter_ns() - started)
+    box.put(None)
+    consumer.join()
+    return sdk, percentiles(samples)
+
+
+def bench_ceiling(count: int, tmp: Path) -> float:
+    client = AuditClient(transport=NullTransport(), spool_path=tmp / "ceiling.spool", batch_size=1000,
+                         max_queue=count * 2)
+    started = time.perf_counter()
+    with audit_context(actor="alice@example.com"):
+        for n in range(count):
+            client.emit(**emit_kwargs(n))
+    left = client.flush(300)
+    elapsed = time.perf_counter() - started
+    client.close(10)
+    assert left == 0
+    return count / elapsed
+
+
+def bench_end_to_end(count: int, batch: int, tmp: Path) -> tuple[float, float]:
+    """(SDK delivered events/s, raw httpx events/s) against one real server each."""
+    server = ServerProcess(tmp / "sdk-data").start()
+    try:
+        client = AuditClient(server.url, spool_path=tmp / "e2e.spool", batch_size=batch, max_queue=count * 2,
+                             timeout=60)
+        started = time.perf_counter()
+        with audit_context(actor="alice@example.com"):
+            for n in range(count):
+                client.emit(**emit_kwargs(n))
+        left = client.flush(600)
+        sdk_rate = count / (time.perf_counter() - started)
+        client.close(10)
+        assert left == 0
+    finally:
+        server.stop()
+    server = ServerProcess(tmp / "raw-data").start()
+    try:
+        now = "2026-11-28T10:15:30.123456Z"
+        events = [{"time": now, "actor": {"id": "alice@example.com"}, "producer": {"id": "raw", "seq": n},
+                   **{k: v for k, v in emit_kwargs(n).items() if k != "resource"},
+                   "resource": {"type": "invoice", "id": f"inv-{n}"}} for n in range(count)]
+        bodies = [orjson.dumps(events[i:i + batch]) for i in range(0, count, batch)]
+        with httpx.Client(base_url=server.url, timeout=60) as http:
+            started = time.perf_counter()
+            for body in bodies:
+                http.post("/v1/events", content=body, headers={"content-type": "application/json"}).raise_for_status()
+            raw_rate = count / (time.perf_counter() - started)
+    finally:
+        server.stop()
+    return sdk_rate, raw_rate
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller counts")
+    args = parser.parse_args()
+    emits, ceiling, e2e = (20_000, 20_000, 5_000) if args.quick else (100_000, 100_000, 30_000)
+    print(f"machine: {platform.machine()}, {platform.processor() or '?'}, Python {platform.python_version()}, "
+          f"{platform.system()} {platform.release()}")
+    with tempfile.TemporaryDirectory(prefix="ts-bench-sdk-") as name:
+        tmp = Path(name)
+        sdk, base = bench_emit(emits, tmp)
+        print(f"(a) emit() on the caller's thread, {emits:,} calls: p50 {sdk[0]:.1f} µs, p99 {sdk[1]:.1f} µs, "
+              f"max {sdk[2]:.0f} µs (target p99 < 50 µs)")
+        print(f"    baseline queue.Queue.put: p50 {base[0]:.1f} µs, p99 {base[1]:.1f} µs; "
+              f"ratio p99 {sdk[1] / base[1]:.1f}x")
+        rate = bench_ceiling(ceiling, tmp)
+        print(f"(b) SDK ceiling (durable spool, instant transport): {rate:,.0f} events/s (target >= 10,000/s)")
+        sdk_rate, raw_rate = bench_end_to_end(e2e, 1000, tmp)
+        print(f"(c) one producer process to a real server, {e2e:,} events: SDK {sdk_rate:,.0f} events/s; "
+              f"raw httpx, same batches of 1000: {raw_rate:,.0f} events/s; ratio {sdk_rate / raw_rate:.2f}")
+
+
+if __name__ == "__main__":
+    main()

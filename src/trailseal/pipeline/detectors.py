@@ -1,0 +1,144 @@
+"""Detectors for PII and secrets in text: where each kind occurs in a string.
+
+=================  =====================================================================  ========
+kind               what matches                                                           class
+=================  =====================================================================  ========
+aws_access_key     ``AKIA``/``ASIA``/``ABIA``/``ACCA`` + 16 of ``[A-Z0-9]``                  secret
+jwt                ``eyJ...`` header ``.`` ``eyJ...`` payload ``.`` signature (base64url)  secret
+private_key        a PEM ``-----BEGIN ... PRIVATE KEY-----`` block (to its END line)      secret
+card               13-19 digits (spaces/dashes allowed) passing the Luhn check            secret
+email              ``local@domain.tld``                                                    PII
+phone              ``+`` and 8-15 digits, or ``(NNN) NNN-NNNN`` / ``NNN-NNN-NNNN``        PII
+ipv4               dotted quad, each part 0-255                                            PII
+ipv6               colon groups that ``ipaddress`` accepts as IPv6                        PII
+=================  =====================================================================  ========
+
+:func:`find` returns non-overlapping :class:`Hit` spans, leftmost first. Regular expressions find
+candidates; ``card`` (Luhn) and ``ipv6`` (parser) are confirmed before they count.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+__all__ = ["KINDS", "PII", "SECRETS", "Hit", "find", "luhn_ok", "may_contain", "normalize"]
+
+SECRETS = ("aws_access_key", "jwt", "private_key", "card")
+"""Detector kinds that find secrets."""
+PII = ("email", "phone", "ipv4", "ipv6")
+"""Detector kinds that find personal data."""
+KINDS = SECRETS + PII
+
+_PATTERNS = {
+    "private_key": r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----(?:[\s\S]*?-----END (?:[A-Z0-9]+ )*PRIVATE KEY-----|[\s\S]*)",
+    "jwt": r"\beyJ[A-Za-z0-9_-]{4,}\.eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*",
+    "aws_access_key": r"(?<![A-Z0-9])(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}(?![A-Z0-9])",
+    "email": r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})*\.[A-Za-z]{2,24}(?![A-Za-z0-9-])",
+    "card": r"(?<![0-9])[0-9](?:[ -]?[0-9]){12,18}(?![0-9])",
+    "phone": r"(?<![\w+])(?:\+[1-9](?:[ .()-]{0,2}[0-9]){7,14}|\(?[0-9]{3}\)?[ .-][0-9]{3}[ .-][0-9]{4})(?![\w])",
+    "ipv4": r"(?<![0-9.])(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(?![0-9]|\.[0-9])",
+    "ipv6": r"(?<![0-9A-Fa-f:])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{0,4}|(?:[0-9]{1,3}\.){3}[0-9]{1,3})(?![0-9A-Fa-f:])",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """A detected span ``[start, end)`` of ``kind`` in the text."""
+
+    kind: str
+    start: int
+    end: int
+    text: str
+
+
+def luhn_ok(digits: str) -> bool:
+    """The Luhn (mod 10) check used by payment card numbers."""
+    total = 0
+    for position, char in enumerate(reversed(digits)):
+        value = ord(char) - 48
+        if position % 2:
+            value *= 2
+            if value > 9:
+                value -= 9
+        total += value
+    return total % 10 == 0
+
+
+def _confirmed(kind: str, text: str) -> bool:
+    if kind == "card":
+        digits = text.replace(" ", "").replace("-", "")
+        return 13 <= len(digits) <= 19 and luhn_ok(digits) and len(set(digits)) > 1
+    if kind == "ipv6":
+        try:
+            ipaddress.IPv6Address(text)
+        except ValueError:
+            return False
+        return text.count(":") >= 2
+    if kind == "phone":
+        return 8 <= sum(c.isdigit() for c in text) <= 15
+    return True
+
+
+def _digits(text: str) -> int:
+    return sum(map(text.count, "0123456789"))
+
+
+# Cheap substring tests that every match of a kind needs; the regex runs only when they pass.
+_PREFILTERS: dict[str, Callable[[str], bool]] = {
+    "private_key": lambda t: "PRIVATE KEY-----" in t,
+    "jwt": lambda t: "eyJ" in t,
+    "aws_access_key": lambda t: "AKIA" in t or "ASIA" in t or "ABIA" in t or "ACCA" in t,
+    "email": lambda t: "@" in t,
+    "card": lambda t: _digits(t) >= 13,
+    "phone": lambda t: _digits(t) >= 8 and ("+" in t or "-" in t or "." in t or " " in t),
+    "ipv4": lambda t: t.count(".") >= 3,
+    "ipv6": lambda t: t.count(":") >= 2,
+}
+_REGEXES = {kind: re.compile(pattern) for kind, pattern in _PATTERNS.items()}
+_CARD_RUN = re.compile(r"[0-9](?:[ -]?[0-9]){12}")
+_WHOLE: dict[str, Callable[[str], bool]] = {"card": lambda t: _CARD_RUN.search(t) is not None}
+_ORDER = {kind: rank for rank, kind in enumerate(_PATTERNS)}  # secrets first: a JWT is no phone
+
+
+def may_contain(text: str, kinds: Iterable[str]) -> bool:
+    """False when no string inside ``text`` (e.g. a whole event's JSON) can hold a hit of ``kinds``.
+
+    Every prefilter is a necessary condition that also holds for any substring's superset, so one
+    check over the serialized event rules out every one of its strings at once.
+    """
+    return any(_WHOLE.get(kind, _PREFILTERS[kind])(text) for kind in kinds)
+
+
+def find(text: str, kinds: Iterable[str]) -> list[Hit]:
+    """Every confirmed hit of ``kinds`` in ``text``, leftmost first, non-overlapping.
+
+    Where two kinds overlap, the earlier start wins, then the kind listed first above.
+    """
+    if not text:
+        return []
+    found: list[Hit] = []
+    for kind in kinds:
+        if _PREFILTERS[kind](text):
+            for match in _REGEXES[kind].finditer(text):
+                if _confirmed(kind, match.group()):
+                    found.append(Hit(kind, match.start(), match.end(), match.group()))
+    if len(found) < 2:
+        return found
+    found.sort(key=lambda h: (h.start, _ORDER[h.kind], -h.end))
+    hits: list[Hit] = []
+    for hit in found:
+        if not hits or hit.start >= hits[-1].end:
+            hits.append(hit)
+    return hits
+
+
+def normalize(kind: str, text: str) -> str:
+    """The form a hit is tokenized in, so equal values give equal tokens (email case, phone digits)."""
+    if kind == "email":
+        return text.lower()
+    if kind in ("phone", "card"):
+        return ("+" if text.startswith("+") else "") + "".join(c for c in text if c.isdigit())
+    return text
