@@ -34,6 +34,9 @@ test: lint unit
 bench: $(STAMP)
 	$(BIN)/python bench/core.py
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/access.py
+	$(BIN)/python bench/sdk.py
+	$(BIN)/python bench/pipeline.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -33,8 +33,13 @@ def node(data_dir: Path, url: str, *extra: str) -> ServerProcess:
 
 
 def start_all(nodes: list[ServerProcess]) -> None:
-    """Start the nodes concurrently (each start waits for its /readyz)."""
-    threads = [threading.Thread(target=n.start) for n in nodes]
+    """Start the first node, then the others concurrently (each start waits for its /readyz).
+
+    The first start alone creates the shared data directory's SQLite side files (access keys),
+    whose migrations are not safe against processes racing on a brand-new file.
+    """
+    nodes[0].start()
+    threads = [threading.Thread(target=n.start) for n in nodes[1:]]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -52,20 +57,22 @@ def stop_all(nodes: list[ServerProcess]) -> None:
         n.stop()
 
 
-def leader_of(nodes: list[ServerProcess], log: str = "default", timeout: float = 15) -> ServerProcess:
-    """The node whose ``/readyz`` says it sequences ``log`` (waits for an election)."""
+def leader_of(nodes: list[ServerProcess], url: str, log: str = "default",
+              timeout: float = 15, after_epoch: int = 0) -> tuple[ServerProcess, int]:
+    """The node elected for ``log`` with an epoch above ``after_epoch``, read from the election
+    record in PostgreSQL (``logs.leader`` is ``host:port:pid``), and that epoch."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for candidate in nodes:
-            if candidate.proc is None or candidate.proc.poll() is not None:
-                continue
-            try:
-                ready = httpx.get(f"{candidate.url}/readyz", timeout=2)
-            except httpx.HTTPError:
-                continue
-            if ready.status_code == 200 and log in ready.json().get("leads", []):
-                return candidate
-        time.sleep(0.1)
+    with PostgresStore(url, migrate=False) as store:
+        while time.monotonic() < deadline:
+            with store.connection() as conn:
+                row = conn.execute("SELECT leader, epoch FROM logs WHERE name = %s", (log,)).fetchone()
+            if row is not None and row[0] is not None and int(row[1]) > after_epoch:
+                port = int(str(row[0]).split(":")[1])
+                for candidate in nodes:
+                    alive = candidate.proc is not None and candidate.proc.poll() is None
+                    if candidate.port == port and alive:
+                        return candidate, int(row[1])
+            time.sleep(0.05)
     raise AssertionError(f"no node sequences {log} after {timeout}s")
 
 

@@ -33,15 +33,15 @@ def test_kill9_the_sequencer_repeatedly(pg_url: str, tmp_path: Path) -> None:  #
         with Load([n.url for n in nodes], clients=4) as load:
             time.sleep(1.5)
             for _ in range(3):
-                if sum(1 for n in nodes if n.proc is not None and n.proc.poll() is None) < 3:
-                    for thread in restarts:  # keep a survivor for the next takeover
+                if len(nodes) - sum(t.is_alive() for t in restarts) < 2:
+                    for thread in restarts:  # a ready survivor must remain to take over
                         thread.join()
-                victim = leader_of(nodes)
+                victim, epoch = leader_of(nodes, pg_url)
                 before = len(load.acked)
                 victim.kill9()
                 kills += 1
                 started = time.monotonic()
-                successor = leader_of(nodes, timeout=10)
+                successor, _ = leader_of(nodes, pg_url, timeout=10, after_epoch=epoch)
                 takeover = time.monotonic() - started
                 assert successor is not victim and takeover < 5, f"takeover took {takeover:.1f}s"
                 restarts.append(threading.Thread(target=victim.start))  # rejoins as a follower

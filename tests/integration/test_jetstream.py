@@ -49,7 +49,7 @@ def test_kill_the_sequencer_with_events_in_the_stream(
     accepted: dict[str, str] = {}
     sent: list[dict[str, object]] = []
     try:
-        assert leader_of([sequencer, api]) is sequencer
+        assert leader_of([sequencer, api], pg_url)[0] is sequencer
         assert httpx.get(f"{api.url}/readyz").json()["leads"] == []
 
         def send(rounds: int) -> None:

@@ -68,7 +68,7 @@ def test_serve_emit_verify_and_receipts(server: ServerProcess, tmp_path: Path) -
 def test_second_server_on_same_data_dir_is_refused(server: ServerProcess) -> None:
     other = ServerProcess(server.data_dir)
     try:
-        other.start(timeout=5)
+        other.start(timeout=90)
     except RuntimeError as exc:
         assert "in use by another trailseal process" in str(exc)
     else:

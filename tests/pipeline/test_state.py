@@ -112,6 +112,6 @@ def test_forgotten_sqlite_keys_leave_no_byte_behind(tmp_path: Path) -> None:
     assert keys.get("default", doomed[0][0]) is None and keys.get("default", kept_id) == kept
     raw = b"".join(p.read_bytes() for p in path.parent.iterdir() if p.is_file())
     assert kept in raw  # the scan would see a key that is still there ...
-    for key_id, key in doomed:
+    for _key_id, key in doomed:
         assert key not in raw, "a destroyed key is still on disk"  # ... and sees none of the others
     keys.close()

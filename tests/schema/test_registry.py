@@ -7,7 +7,12 @@ import pytest
 from tests.factories import make_event
 from trailseal.cli.demo import demo_events
 from trailseal.core.errors import FormatError, NotFoundError
-from trailseal.schema.compat import IncompatibleSchema, candidates, find_counter_example, regex_examples
+from trailseal.schema.compat import (
+    IncompatibleSchema,
+    candidates,
+    find_counter_example,
+    regex_examples,
+)
 from trailseal.schema.patterns import best_match, check_pattern, matches
 from trailseal.schema.registry import MemorySchemaStore, SchemaRegistry, load_builtins
 from trailseal.schema.validator import CompiledSchema

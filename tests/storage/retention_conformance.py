@@ -115,8 +115,10 @@ class RetentionStoreConformance:
         record = ext.get_prune_record(LOG, 0)
         assert record is not None and record.state == "restored" and record.restored_until == "t3"
         assert ext.count_pruned(LOG) == (0, 2)
+        assert [r.leaf_index for r in ext.restored_records(LOG)] == [0, 1]
         assert ext.prune(LOG, [(0, PruneMark("p", "t4", "0-8"))], "run-2", 0) == 1  # again
         assert ext.count_pruned(LOG) == (1, 1)
+        assert [r.leaf_index for r in ext.restored_records(LOG)] == [1]
 
     def test_run_journal(self, filled: Store) -> None:
         ext = retention_store(filled)

@@ -96,7 +96,13 @@ def _keep_json(policy: Any) -> dict[str, Any]:
 # -- retention ---------------------------------------------------------------------------------
 @click.group("retention")
 def retention_group() -> None:
-    """Retention policies, dry runs and runs."""
+    """Retention policies, dry runs and runs (docs/retention.md).
+
+    \b
+    Example:
+      trailseal retention set --log default --action 'auth.*' --keep 90d
+      trailseal retention plan --log default
+    """
 
 
 @retention_group.command("show")
@@ -242,7 +248,12 @@ def retention_apply(log: str, data_dir: Path | None, url: str, fmt: str) -> None
 # -- holds -------------------------------------------------------------------------------------
 @click.group("hold")
 def hold_group() -> None:
-    """Legal holds: held events are never pruned."""
+    """Legal holds: held events are never pruned.
+
+    \b
+    Example:
+      trailseal hold create --case LIT-2025-014 --owner legal@example.com --tenant
+    """
 
 
 def _print_hold(h: dict[str, Any]) -> None:
@@ -401,7 +412,12 @@ def hold_release(hold_id: str, log: str, reason: str, data_dir: Path | None, url
 # -- archive -----------------------------------------------------------------------------------
 @click.group("archive")
 def archive_group() -> None:
-    """Sealed archive segments: list, verify offline, restore."""
+    """Sealed archive segments: list, verify offline, restore.
+
+    \b
+    Example:
+      trailseal archive verify --archive ./trailseal-data/archive --key-file default.pub.json
+    """
 
 
 def _target(archive: str | None, data_dir: Path | None) -> Any:

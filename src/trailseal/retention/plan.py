@@ -88,8 +88,7 @@ def make_plan(
                for p in policies.for_log(log) if p.keep_days is not None}
     holds = HoldMatcher.build(store, log, extension.list_holds(log), horizon, signed, matcher)
     plan.warnings.extend(holds.warnings)
-    restored = {r.leaf_index: r.restored_until or "" for r in extension.prune_records(log)
-                if r.state == "restored"}
+    restored = {r.leaf_index: r.restored_until or "" for r in extension.restored_records(log)}
     for entry in store.iter_entries(log, 0, signed):
         if entry.body[:1] == b"\x00" and entry.pruned is not None:
             plan.already_pruned += 1

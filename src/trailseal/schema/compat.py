@@ -33,6 +33,7 @@ import copy
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from re import _parser as sre_parse  # type: ignore[attr-defined]  # the parser behind re
 from typing import Any
 
 import orjson
@@ -40,8 +41,6 @@ import orjson
 from trailseal.core.errors import ConflictError, InvalidEvent
 from trailseal.core.event import Event
 from trailseal.schema.validator import CompiledSchema, Violation
-
-from re import _parser as sre_parse  # type: ignore[attr-defined]  # the parser behind re
 
 __all__ = ["MODES", "CounterExample", "IncompatibleSchema", "candidates", "find_counter_example"]
 __all__ += ["regex_examples"]

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import jsonschema_rs
 from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import SchemaError, ValidationError
 
@@ -75,10 +76,13 @@ class CompiledSchema:
             raise FormatError(f"schema: not a valid JSON Schema at {where}: {exc.message}") from None
         self.document = document
         self._validator = Draft202012Validator(document, format_checker=FormatChecker())
+        # The hot path: jsonschema-rs (compiled, ~20x faster) decides validity; the pure-Python
+        # validator above only explains failures, with pointers and rules.
+        self._fast = jsonschema_rs.Draft202012Validator(dict(document), validate_formats=True)
 
     def is_valid(self, instance: Any) -> bool:
         """True when ``instance`` satisfies the schema."""
-        return bool(self._validator.is_valid(instance))
+        return bool(self._fast.is_valid(instance))
 
     def violations(self, instance: Any, limit: int = 20) -> list[Violation]:
         """Every failure (up to ``limit``), most shallow pointer first."""
@@ -88,4 +92,10 @@ class CompiledSchema:
             found.extend(_violations(error))
             if len(found) >= limit:
                 break
+        if not found:  # the two engines disagree on an edge (e.g. a format): report the fast one's
+            for fast_error in self._fast.iter_errors(instance):
+                path = pointer(list(fast_error.instance_path))
+                found.append(Violation(path, "schema", fast_error.message, fast_error.instance))
+                if len(found) >= limit:
+                    break
         return found[:limit]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import weakref
 
+from trailseal.core.errors import FormatError
 from trailseal.retention.archive import SealOptions
 from trailseal.retention.service import Retention, RetentionConfig
 from trailseal.retention.targets import open_target
@@ -32,7 +33,10 @@ def retention_for(runtime: Runtime) -> Retention:
             restore_days=s.retention_restore_days,
             seal=SealOptions(zstd_level=s.archive_zstd_level, lock_days=s.archive_lock_days),
         )
-        made = Retention(runtime.store, keyring_for=runtime.keyring, target=target,
-                         clock=runtime.clock, sequencer=runtime.sequencer, config=config)
+        try:
+            made = Retention(runtime.store, keyring_for=runtime.keyring, target=target,
+                             clock=runtime.clock, sequencer=runtime.sequencer, config=config)
+        except TypeError as exc:  # a backend without the retention extension
+            raise FormatError(str(exc)) from exc
         _BUILT[runtime] = made
         return made

@@ -147,6 +147,11 @@ class MemoryRetentionStore:
         stop = end if end is not None else 2**63
         return iter([records[i] for i in sorted(records) if start <= i < stop])
 
+    def restored_records(self, log: str) -> list[PruneRecord]:
+        """Restored records in leaf order."""
+        records = self._pruned.get(log, {})
+        return [records[i] for i in sorted(records) if records[i].state == "restored"]
+
     def get_prune_record(self, log: str, leaf_index: int) -> PruneRecord | None:
         """The leaf's record."""
         return self._pruned.get(log, {}).get(leaf_index)

@@ -219,6 +219,9 @@ class RetentionStore(Protocol):
     ) -> Iterator[PruneRecord]:
         """Prune records with ``start <= leaf_index < end`` in leaf order."""
 
+    def restored_records(self, log: str) -> list[PruneRecord]:
+        """Records in state ``restored``, in leaf order."""
+
     def get_prune_record(self, log: str, leaf_index: int) -> PruneRecord | None:
         """The leaf's prune record, or ``None``."""
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -23,6 +24,8 @@ from trailseal.server.access import principal_of
 from trailseal.server.http import json_response
 from trailseal.server.retention import retention_for
 from trailseal.server.runtime import Runtime
+
+_log = logging.getLogger("trailseal.retention")
 
 
 def _actor(request: Request) -> str:
@@ -61,8 +64,11 @@ def router(runtime: Runtime) -> APIRouter:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         scheduler = None
         if interval > 0:
-            scheduler = RetentionScheduler(retention_for(runtime), interval)
-            scheduler.start()
+            try:
+                scheduler = RetentionScheduler(retention_for(runtime), interval)
+                scheduler.start()
+            except FormatError as exc:
+                _log.error("scheduled retention is off: %s", exc)
         try:
             yield
         finally:

@@ -107,6 +107,11 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX retention_runs_log ON retention_runs (log, started_at)
     """,
+    # 2: find restored leaves without scanning every prune record.
+    """
+    CREATE INDEX retention_pruned_restored ON retention_pruned (log, leaf_index)
+        WHERE state = 'restored'
+    """,
 )
 
 #: ``hook(connection, log, leaf_indexes)``: runs inside the prune transaction (and the restore
@@ -398,6 +403,12 @@ class SQLiteRetentionStore:
             for row in rows:
                 yield PruneRecord(*row)
             cursor = int(rows[-1][1]) + 1
+
+    def restored_records(self, log: str) -> list[PruneRecord]:
+        """Records in state ``restored``, in leaf order."""
+        rows = self._read(f"SELECT {_PRUNED_COLUMNS} FROM retention_pruned WHERE log = ? AND "
+                          "state = 'restored' ORDER BY leaf_index", (log,))
+        return [PruneRecord(*row) for row in rows]
 
     def get_prune_record(self, log: str, leaf_index: int) -> PruneRecord | None:
         """The leaf's record."""
