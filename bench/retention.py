@@ -107,6 +107,13 @@ def load(store: SQLiteStore, keyring: Keyring, count: int, batch: int = 20_000) 
     return now[0]
 
 
+def compact(store: SQLiteStore) -> None:
+    """VACUUM, then fold the WAL back (VACUUM in WAL mode writes the whole file to the WAL)."""
+    store._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    store._writer.execute("VACUUM")
+    store._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
 def db_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.parent.glob(path.name + "*"))
 
@@ -131,8 +138,7 @@ def run(work: Path, count: int, keep_days: int, level: int) -> None:
     t = time.perf_counter()
     last = load(store, keyring, count)
     print(f"loaded {count:,} events over 365 days in {time.perf_counter() - t:.1f}s")
-    store._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    store._writer.execute("VACUUM")
+    compact(store)
     before = db_bytes(path)
 
     target = LocalTarget(work / "archive")
@@ -155,9 +161,8 @@ def run(work: Path, count: int, keep_days: int, level: int) -> None:
     run_record = retention._prune(plan, run_record)
     t_prune = time.perf_counter() - t
     pruned = run_record.pruned
-    store._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     t = time.perf_counter()
-    store._writer.execute("VACUUM")
+    compact(store)
     t_vacuum = time.perf_counter() - t
     after = db_bytes(path)
     archive_bytes = sum(p.stat().st_size for p in (work / "archive").rglob("*") if p.is_file())

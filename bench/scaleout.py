@@ -5,7 +5,8 @@
     ``synchronous_commit=on``) vs a plain ``COPY`` of the same rows into the same tables at the same
     durability, in batches of 2,000: events/s and the ratio.
 (b) End to end: ``trailseal serve --store postgresql://...`` and client processes sending batches
-    of 100 events over HTTP: acknowledged ("sequenced") events/s, against the plain COPY of (a).
+    of 100 events over HTTP: acknowledged ("sequenced") events/s, against the plain COPY of (a),
+    and the same load against the default SQLite store.
 (c) JetStream mode (``--ingest nats://...``): "accepted" events/s (answered once JetStream stored
     them) and "sequenced" events/s (the same events committed to the log, until the stream drained).
 
@@ -34,6 +35,7 @@ from trailseal.storage.postgres import store as pg
 
 NOW = "2026-11-28T10:15:31.000000Z"
 BATCH = 2000
+LEAVES = "COPY leaves (log, leaf_index, event_id, content_hash, received_ts) FROM STDIN (FORMAT BINARY)"
 
 
 def schema_url(base: str) -> str:
@@ -54,8 +56,8 @@ def copy_rows(store: PostgresStore, entries: list[Any]) -> float:
     started = time.perf_counter()
     for at in range(0, len(entries), BATCH):
         with store.connection() as conn, conn.transaction(), conn.cursor() as cur:
-            with cur.copy(pg._COPY_LEAVES) as copy:
-                copy.set_types(pg._LEAF_TYPES)
+            with cur.copy(LEAVES) as copy:
+                copy.set_types(["text", "int8", "text", "bytea", "timestamptz"])
                 for e in entries[at : at + BATCH]:
                     copy.write_row((e.log, e.leaf_index, e.event_id, e.content_hash, moment))
             with cur.copy(pg._COPY_EVENTS) as copy:
@@ -129,6 +131,20 @@ def load(port: int, clients: int, seconds: float) -> tuple[float, int]:
     return acked / elapsed, acked
 
 
+def bench_sqlite_http(seconds: float, clients: int) -> float:
+    """The same load against the default SQLite store (same pipeline), for comparison."""
+    from bench.ingest import free_port, start_server
+
+    tmp = Path(tempfile.mkdtemp(prefix="ts-bench-sqlite-"))
+    port = free_port()
+    server = start_server(tmp / "data", port)
+    try:
+        return load(port, clients, seconds)[0]
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(60)
+
+
 def bench_http(base: str, seconds: float, clients: int, *extra: str) -> dict[str, float]:
     """End-to-end rate against a PostgreSQL-backed server; with ``--ingest`` also the time until
     everything accepted was sequenced."""
@@ -170,6 +186,9 @@ def run(base: str, *, quick: bool, nats: str | None) -> None:
     print("(pg-b) end to end, 4 client processes x batches of 100 over HTTP, PostgreSQL store")
     print(f"    acknowledged           {http['acked_per_s']:>10,.0f} events/s (sequenced receipts)  (target >= 15,000)")
     print(f"    vs plain COPY          {http['acked_per_s'] / copy_rate:>10.2f}x  (target >= 0.4x)")
+    sqlite_rate = bench_sqlite_http(seconds, 4)
+    print(f"    same load on SQLite    {sqlite_rate:>10,.0f} events/s  (PostgreSQL / SQLite "
+          f"{http['acked_per_s'] / sqlite_rate:.2f}x: the HTTP + pipeline path bounds both)")
     if nats:
         import os
 

@@ -98,6 +98,20 @@ def test_accepts_mappings_and_str_subclasses() -> None:
     assert event.actor.id == "alice"
 
 
+def test_fast_construction_equals_init() -> None:
+    event = Event.from_dict(make_event(producer={"id": "p", "seq": 1}, schema={"id": "s", "version": 1}))
+    rebuilt = Event(**{f.name: getattr(event, f.name) for f in dataclasses.fields(Event)})
+    assert rebuilt == event and repr(rebuilt) == repr(event) and type(event) is Event
+    assert Actor(event.actor.id, event.actor.type, event.actor.ip, event.actor.user_agent) == event.actor
+
+    class Tagged(Event):
+        __slots__ = ()
+
+    tagged = Tagged.from_dict(MINIMAL)
+    assert type(tagged) is Tagged and tagged.actor == Actor("alice")
+    assert type(tagged.with_server_fields(received_at="2024-05-01T12:00:00Z", log="x")) is Tagged
+
+
 def test_event_is_immutable() -> None:
     event = Event.from_dict(MINIMAL)
     with pytest.raises(dataclasses.FrozenInstanceError):

@@ -144,3 +144,12 @@ def test_local_leases_sequence_everything_in_process() -> None:
             seq.submit_sync("elsewhere", events(1))
     finally:
         seq.close()
+
+
+def test_close_drains_queued_batches(make_node: Node) -> None:
+    node = make_node()
+    futures = [node.submit_future(LOG, events(20)) for _ in range(15)]
+    node.close()  # SIGTERM path: stop electing, commit what is queued, release the lease
+    assert [len(f.result(timeout=0)) for f in futures] == [20] * 15
+    indexes = sorted(r.leaf_index for f in futures for r in f.result())
+    assert indexes == list(range(300))

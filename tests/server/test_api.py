@@ -117,6 +117,7 @@ def test_proofs_and_tiles(client: TestClient, runtime: Runtime) -> None:
         (b'{"a":' * 40 + b"1" + b"}" * 40, "application/json", 422, "depth"),
         (orjson.dumps({**make_event(), "metadata": {"blob": "x" * 9000}}), "application/json", 413, "max_event_bytes"),
         (b'{"time": 1}\n{oops', "application/x-ndjson", 400, "line 2"),
+        (orjson.dumps({**make_event(), "metadata": {"n": 9007199254740993}}), "application/json", 422, "metadata"),
     ],
 )
 def test_bad_input_is_a_clear_4xx_and_stores_nothing(

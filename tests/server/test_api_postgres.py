@@ -30,3 +30,28 @@ def runtime(tmp_path: Path, pg_dsn: str) -> Iterator[Runtime]:
     cleanup = PostgresStore(url, migrate=False)
     cleanup.drop_schema()
     cleanup.close()
+
+
+class _DownBus:
+    connected = False
+
+
+def test_readyz_reflects_the_database_and_the_bus(runtime: Runtime) -> None:
+    from starlette.testclient import TestClient
+
+    from trailseal.server.app import create_app
+
+    with TestClient(create_app(runtime)) as client:
+        ready = client.get("/readyz")
+        assert ready.status_code == 200 and ready.json()["leads"] == ["default"]
+        coordinator = runtime.scaleout.coordinator
+        coordinator.listening = False  # the LISTEN session to PostgreSQL is down
+        down = client.get("/readyz")
+        assert down.status_code == 503 and "PostgreSQL" in down.json()["detail"]
+        coordinator.listening = True
+        runtime.scaleout.bus = _DownBus()
+        try:
+            assert "bus" in client.get("/readyz").json()["detail"]
+        finally:
+            runtime.scaleout.bus = None
+        assert client.get("/readyz").status_code == 200

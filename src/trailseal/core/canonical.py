@@ -9,28 +9,26 @@
     max_depth(value) -> int           nesting depth: scalar 0, [] 1, [[]] 2
     check_depth(value, limit)         FormatError when max_depth(value) > limit
 
-Canonical form, as implemented (RFC 8785 §3.2): no whitespace; literals ``null``, ``true``,
-``false``; strings in UTF-8 with only ``"``, ``\\`` and U+0000..U+001F escaped, the latter as
-``\\b \\t \\n \\f \\r`` or ``\\u00xx`` with lowercase hex (§3.2.2.2); numbers as ECMAScript
-``Number::toString`` (§3.2.2.3); object members sorted by the UTF-16 code units of their names,
-compared as unsigned integers (§3.2.3). RFC 8785 §3.1 requires I-JSON (RFC 7493), so strings with
-lone surrogates, NaN and the infinities raise ``CanonicalizationError``, and so does an integer
-outside ``±(2**53 - 1)`` (RFC 7493 §2.2) unless its digits are exactly the ECMAScript form of the
-double it denotes (``2**53`` and ``10**20`` pass, ``2**53 + 1`` and ``2**60`` do not): JCS reads
-every number as an IEEE 754 double, and an integer must not change on the way. That exception keeps
-canonical bytes a fixed point: a float such as ``1e20`` prints as ``100000000000000000000``, which
-a parser returns as an int. Accepted Python types: ``dict`` with ``str`` keys, ``list``, ``tuple``,
-``str``, ``int``, ``float``, ``bool``, ``None`` and subclasses of these; anything else raises.
+Canonical form (RFC 8785 §3.2): no whitespace; literals ``null``, ``true``, ``false``; strings in
+UTF-8 with only ``"``, ``\\`` and U+0000..U+001F escaped, those as ``\\b \\t \\n \\f \\r`` or
+``\\u00xx`` in lowercase hex (§3.2.2.2); numbers as ECMAScript ``Number::toString`` (§3.2.2.3);
+members sorted by the UTF-16 code units of their names (§3.2.3). RFC 8785 §3.1 requires I-JSON
+(RFC 7493): lone surrogates, NaN and the infinities raise ``CanonicalizationError``, and so does an
+integer outside ``±(2**53 - 1)`` (RFC 7493 §2.2) unless its digits are exactly the ECMAScript form
+of the double it denotes (``2**53`` and ``10**20`` pass, ``2**53 + 1`` and ``2**60`` do not). JCS
+reads every number as a double and an integer must not change on the way; the exception keeps
+canonical bytes a fixed point (``1e20`` prints as ``100000000000000000000``, which parses as an
+int). Python types: ``dict`` with ``str`` keys, ``list``, ``tuple``, ``str``, ``int``, ``float``,
+``bool``, ``None`` and their subclasses; anything else raises.
 
 Two encoders, one output. The fast path hands the value to ``orjson`` with sorted keys when a
 pre-scan shows every node is exactly a ``dict``, ``list``, ``str``, ``int``, ``bool`` or ``None``:
 for those orjson already writes JCS bytes (its escapes are the §3.2.2.2 set, integers are plain
-decimals, and its code-point key order equals UTF-16 order unless a key holds a character above
-U+FFFF, which is ruled out by checking the output for 4-byte UTF-8 sequences). Floats, which
-orjson prints in its own notation, are pre-formatted here and passed as ``orjson.Fragment``.
-Anything else (subclasses, tuples, characters above U+FFFF, values orjson rejects) goes to a
-pure-Python encoder that implements §3.2 directly, still handing plain sub-trees to the fast
-path. The tests check every path against the ``rfc8785`` package and Node.js.
+decimals, its code-point key order is UTF-16 order unless a key holds a character above U+FFFF,
+ruled out by checking the output for 4-byte UTF-8 sequences). Floats, which orjson prints its own
+way, are pre-formatted and passed as ``orjson.Fragment``. Anything else goes to a pure-Python
+encoder of §3.2 that still hands plain sub-trees to the fast path. Tests check every path against
+the ``rfc8785`` package and Node.js.
 """
 
 from __future__ import annotations
@@ -77,7 +75,7 @@ def _fast(value: Any) -> bytes | None:
         try:
             if not _is_plain(value):
                 value = _with_float_fragments(value)
-        except (_NotFast, RecursionError):
+        except (_NotFast, CanonicalizationError, RecursionError):  # NaN/infinity: reported below
             return None
     elif kind not in _SCALARS:
         return None
@@ -111,17 +109,11 @@ class _NotFast(Exception):
     """Internal: the value needs the pure-Python encoder."""
 
 
-def _float_fragment(number: float) -> orjson.Fragment:
-    if math.isfinite(number):
-        return orjson.Fragment(format_number(number))
-    raise _NotFast
-
-
 def _with_float_fragments(container: dict[Any, Any] | list[Any]) -> Any:
     """A copy of ``container`` with every float pre-formatted (§3.2.2.3) as an orjson Fragment.
 
     orjson prints floats in its own notation (``1e-7``, ``5.0``); a Fragment is copied verbatim.
-    Raises ``_NotFast`` for anything but exact dict/list/str/int/bool/None/finite float.
+    Raises ``_NotFast`` for anything but exact dict/list/str/int/bool/None/float.
     """
     scalars = _SCALARS
     if type(container) is dict:
@@ -131,7 +123,7 @@ def _with_float_fragments(container: dict[Any, Any] | list[Any]) -> Any:
             if kind in scalars:
                 copy[name] = item
             elif kind is float:
-                copy[name] = _float_fragment(item)
+                copy[name] = orjson.Fragment(format_number(item))
             elif kind is dict or kind is list:
                 copy[name] = _with_float_fragments(item)
             else:
@@ -143,7 +135,7 @@ def _with_float_fragments(container: dict[Any, Any] | list[Any]) -> Any:
         if kind in scalars:
             items.append(item)
         elif kind is float:
-            items.append(_float_fragment(item))
+            items.append(orjson.Fragment(format_number(item)))
         elif kind is dict or kind is list:
             items.append(_with_float_fragments(item))
         else:
@@ -156,8 +148,7 @@ class _Located(CanonicalizationError):
 
     def __init__(self, problem: str) -> None:
         super().__init__(problem)
-        self.problem = problem
-        self.path: list[str] = []
+        self.problem, self.path = problem, list[str]()
 
 
 def _canonicalize_python(value: Any) -> bytes:
@@ -174,12 +165,9 @@ def _canonicalize_python(value: Any) -> bytes:
     text = "".join(parts)
     try:
         return text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        # RFC 8785 §3.2.2.2 / RFC 7493 §2.1: strings must be valid Unicode (no lone surrogates).
+    except UnicodeEncodeError as exc:  # RFC 7493 §2.1: strings must be valid Unicode
         bad = ord(text[exc.start])
-        raise CanonicalizationError(
-            f"{_PREFIX}lone surrogate U+{bad:04X} in a string (RFC 7493 §2.1)"
-        ) from None
+        raise CanonicalizationError(f"{_PREFIX}lone surrogate U+{bad:04X} in a string") from None
 
 
 def _utf16_units(member: tuple[str, Any]) -> bytes:
@@ -357,11 +345,9 @@ def _member_count(value: Any) -> int:
 def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     result = dict(pairs)
     if len(result) != len(pairs):
-        seen: set[str] = set()
-        for name, _ in pairs:
-            if name in seen:
-                raise FormatError(f"json: duplicate key {name!r} in an object (RFC 7493 §2.3)")
-            seen.add(name)
+        names = [name for name, _ in pairs]
+        duplicate = next(name for index, name in enumerate(names) if name in names[:index])
+        raise FormatError(f"json: duplicate key {duplicate!r} in an object (RFC 7493 §2.3)")
     return result
 
 

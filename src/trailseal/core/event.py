@@ -89,8 +89,11 @@ def _new(cls: type[_T], values: Any) -> _T:
     A frozen dataclass's ``__init__`` calls ``object.__setattr__`` once per field, the largest
     cost of ``from_dict``; this is about 3x faster for ``Event``. ``values`` must be complete.
     """
+    setters = _SETTERS.get(cls)
+    if setters is None:  # a subclass: its own __init__ knows its fields
+        return cls(*values)
     instance = object.__new__(cls)
-    _consume(map(operator.call, _SETTERS[cls], repeat(instance), values))
+    _consume(map(operator.call, setters, repeat(instance), values))
     return instance
 
 
@@ -153,6 +156,13 @@ def _json_object(value: Any, field: str) -> Any:
             canonicalize(value)
         except CanonicalizationError as exc:
             raise InvalidEvent(field, str(exc)) from None
+    return value
+
+
+def _json_object_type(value: Any, field: str) -> Any:
+    """Only the type check of :func:`_json_object`."""
+    if value is not None and type(value) is not dict:
+        raise InvalidEvent(field, f"must be a JSON object, got {_kind(value)}")
     return value
 
 
@@ -241,16 +251,20 @@ class Event:
     schema: SchemaRef | None = None
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Event:
+    def from_dict(cls, data: Mapping[str, Any], *, check_payloads: bool = True) -> Event:
         """Validate a wire-form event (a parsed JSON object) and build the ``Event``.
 
         Raises ``InvalidEvent(field, message)`` for the first problem found. Fields are checked inline
         for the common case; others go to a helper that accepts them or raises naming the field.
+        ``check_payloads=False`` skips the RFC 8785 check of ``before``/``after``/``metadata``
+        contents (their type is still checked) for a caller that canonicalizes the whole event
+        next anyway, such as the pipeline's final stage.
         """
+        payload = _json_object if check_payloads else _json_object_type
         if type(data) is not dict and not isinstance(data, Mapping):
             raise InvalidEvent("", f"an event must be a JSON object, got {_kind(data)}")
-        if not data.keys() <= _FIELDS[cls]:
-            raise InvalidEvent(min(map(str, data.keys() - _FIELDS[cls])), "unknown field (put extra data in metadata)")
+        if not data.keys() <= _FIELDS[Event]:
+            raise InvalidEvent(min(map(str, data.keys() - _FIELDS[Event])), "unknown field (put extra data in metadata)")
         get = data.get
         event_id, time, action = get("id"), get("time"), get("action")
         if event_id is None:
@@ -317,8 +331,8 @@ class Event:
             schema = _new(SchemaRef, (schema_id, _integer(schema.get("version"), "schema.version", 1, True)))
         return _new(cls, (
             event_id, time, actor, action, resource, outcome, texts[0], texts[1], texts[2], source, producer,
-            _json_object(get("before"), "before"), _json_object(get("after"), "after"), texts[3],
-            _json_object(get("metadata"), "metadata"), received_at, log, schema,
+            payload(get("before"), "before"), payload(get("after"), "after"), texts[3],
+            payload(get("metadata"), "metadata"), received_at, log, schema,
         ))  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
@@ -348,7 +362,7 @@ class Event:
         log = _text(log, "log", 128, True, _LOG_RE, _LOG_RULE)
         values = list(map(self.__getattribute__, _ORDER))
         values[-3:] = received_at, log, schema  # the last three fields (checked at import)
-        return _new(Event, values)
+        return _new(type(self), values)
 
     def text(self) -> str:
         """The free text for full-text indexing, space-separated: action, outcome, actor, resource,

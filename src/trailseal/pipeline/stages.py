@@ -36,7 +36,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from trailseal.core.canonical import canonicalize, check_depth
-from trailseal.core.errors import FormatError, InvalidEvent, LimitExceeded
+from trailseal.core.errors import CanonicalizationError, FormatError, InvalidEvent, LimitExceeded
 from trailseal.core.event import Event, SchemaRef
 from trailseal.core.hashing import leaf_hash
 from trailseal.pipeline.crypto import Tokenizer
@@ -152,11 +152,15 @@ def parse(draft: Draft, context: Context) -> None:
     metadata = raw.get("metadata")
     if context.tenant is not None and isinstance(metadata, Mapping) and RESERVED_METADATA in metadata:
         raise InvalidEvent(f"metadata.{RESERVED_METADATA}", "reserved for the server")
-    event = Event.from_dict(raw)
+    event = Event.from_dict(raw, check_payloads=False)
     body = event.to_dict()
     for name in _SERVER_FIELDS:
         body.pop(name, None)
-    canonical = canonicalize(body)
+    try:
+        canonical = canonicalize(body)
+    except CanonicalizationError as exc:
+        Event.from_dict(raw)  # the slow check names the payload field at fault
+        raise InvalidEvent("", str(exc)) from None
     tokenizer = context.tenant.tokenizer if context.tenant is not None else None
     draft.content_hash = tokenizer.content_hash(canonical) if tokenizer else hashlib.sha256(canonical).digest()
     draft.event, draft.original, draft.body = event, body, body
@@ -277,10 +281,13 @@ def seal(draft: Draft, context: Context) -> None:
     if draft.quarantined or draft.sampled_out:
         return
     try:
-        event = Event.from_dict(draft.body)
+        # Payloads were checked in ``parse``; the canonicalization below re-checks them whole.
+        event = Event.from_dict(draft.body, check_payloads=False)
+        body = canonicalize(event.to_dict())
     except InvalidEvent as exc:
         raise InvalidEvent(exc.field, f"{exc.detail} (after redaction and enrichment)") from None
-    body = canonicalize(event.to_dict())
+    except CanonicalizationError as exc:
+        raise InvalidEvent("", f"{exc} (after redaction and enrichment)") from None
     if len(body) > context.max_event_bytes:
         raise LimitExceeded(
             "max_event_bytes", f"event {draft.position} is {len(body)} bytes, limit {context.max_event_bytes}"

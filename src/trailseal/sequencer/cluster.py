@@ -231,6 +231,13 @@ class ClusterSequencer(Sequencer):
         for log in sorted(self._leading - held):
             _log.warning("lost the lease of log %s", log)
             self._demote(log, release=False)
+        for log in sorted(self._leading):
+            worker = self._workers.get(log)
+            if worker is not None and worker.failure is not None:
+                # The writer gave up (e.g. the database was unreachable while it restored):
+                # step down so this node or another elects a fresh writer once it can.
+                _log.error("writer of log %s stopped (%s); releasing its lease", log, worker.failure)
+                self._demote(log)
         if self.role == "all" and not self._stop.is_set():
             for info in self.store.list_logs():
                 if info.name not in self._leading and self.leases.try_lead(info.name) is not None:
@@ -341,6 +348,8 @@ class ClusterSequencer(Sequencer):
                 outer.set_exception(
                     SequencerUnavailable(f"log {log}: sequencer changed during the commit ({exc}); retry")
                 )
+            elif not isinstance(exc, TrailsealError):  # the database went away, a timeout, ...
+                outer.set_exception(SequencerUnavailable(f"log {log}: store unavailable: {exc}; retry"))
             else:
                 outer.set_exception(exc)
 

@@ -43,6 +43,7 @@ from trailseal.sequencer.wire import decode_event, encode_event
 
 _log = logging.getLogger("trailseal.jetstream")
 _T = TypeVar("_T")
+_IN_FLIGHT = 3  # fetched batches handed to the writer and not yet acknowledged, per log
 
 
 class JetStreamBus:
@@ -72,6 +73,7 @@ class JetStreamBus:
         self._nc: Any = None
         self._js: Any = None
         self._consumers: dict[str, asyncio.Task[None]] = {}
+        self._settling: dict[str, list[asyncio.Future[None]]] = {}
 
     # -- plumbing ----------------------------------------------------------------------------
     def _run(self, coro: Coroutine[Any, Any, _T]) -> concurrent.futures.Future[_T]:
@@ -114,16 +116,29 @@ class JetStreamBus:
             await self._js.update_stream(config)
 
     def close(self, timeout: float = 15.0) -> None:
-        """Stop consumers (each finishes its batch), drain the connection, stop the loop."""
+        """Stop consumers (each finishes its batches), flush and close the connection, stop the loop."""
         for log in list(self._consumers):
             self.stopped(log)
         if self._nc is not None:
-            try:
-                self._run(self._nc.drain()).result(timeout)
+            try:  # acknowledgements are buffered publishes: flush them, then close
+                self._run(self._shutdown()).result(timeout)
             except Exception as exc:
-                _log.warning("nats drain: %s", exc)
+                _log.warning("nats close: %r", exc)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout)
+
+    async def _shutdown(self) -> None:
+        if self._nc.is_connected:
+            await self._nc.flush(timeout=5)
+        await self._nc.close()
+
+    def backlog(self, log: str) -> int:
+        """Messages of ``log`` not yet acknowledged by its sequencer (pending + in flight)."""
+        async def ask() -> int:
+            info = await self._js.consumer_info(self.stream, self.durable(log))
+            return int(info.num_pending or 0) + int(info.num_ack_pending or 0)
+
+        return self._run(ask()).result(15)
 
     def delete_stream(self) -> None:
         """Delete the stream (tests)."""
@@ -160,15 +175,18 @@ class JetStreamBus:
             self._loop.call_soon_threadsafe(launch)
 
     def stopped(self, log: str) -> None:
-        """Stop ``log``'s consumer after its current batch (unacked messages are redelivered)."""
+        """Stop ``log``'s consumer; batches already handed to the writer are committed and
+        acknowledged first (anything unacknowledged is redelivered to the next sequencer)."""
         async def stop() -> None:
             task = self._consumers.pop(log, None)
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
+            settling = self._settling.pop(log, [])
+            await asyncio.gather(*settling, return_exceptions=True)
 
         try:
-            self._run(stop()).result(30)
+            self._run(stop()).result(60)
         except Exception as exc:
             _log.warning("stopping consumer of %s: %s", log, exc)
 
@@ -187,7 +205,11 @@ class JetStreamBus:
             except Exception as exc:
                 _log.warning("consumer of %s: %r; retrying", log, exc)
                 await asyncio.sleep(1.0)
+        # Pipelined: while the writer commits batch N, batch N+1 is fetched and decoded.
+        settling = self._settling.setdefault(log, [])
         while True:
+            while len(settling) >= _IN_FLIGHT:
+                await asyncio.wait([settling[0]])
             try:
                 messages = await subscription.fetch(self.fetch_batch, timeout=1.0)
             except nats.errors.TimeoutError:
@@ -198,28 +220,67 @@ class JetStreamBus:
                 _log.warning("fetch for %s: %r", log, exc)
                 await asyncio.sleep(0.5)
                 continue
-            await asyncio.shield(self._sequence(log, messages))
+            decoded, future = await self._submit(log, messages)
+            if decoded:
+                task = asyncio.ensure_future(self._settle(log, decoded, future))
+                settling.append(task)
+                task.add_done_callback(settling.remove)
 
-    async def _sequence(self, log: str, messages: Sequence[Any]) -> None:
-        """Commit one fetched batch, then acknowledge what was committed."""
+    async def _submit(
+        self, log: str, messages: Sequence[Any]
+    ) -> tuple[list[tuple[Any, Prepared]], concurrent.futures.Future[Any] | None]:
+        """Decode a fetched batch and hand it to the writer as one request (one group commit).
+
+        Returns the decoded messages and the commit's future (``None`` if the writer refused).
+        """
         assert self.sequencer is not None
-        pending: list[tuple[Any, concurrent.futures.Future[Any]]] = []
+        decoded: list[tuple[Any, Prepared]] = []
         for message in messages:
             try:
-                item = decode_event(message.data)
+                decoded.append((message, decode_event(message.data)))
             except FormatError as exc:
                 _log.error("stream message of %s is malformed (%s); terminated", log, exc)
                 await message.term()
-                continue
+        if not decoded:
+            return decoded, None
+        try:
+            return decoded, self.sequencer.submit_local(log, [item for _, item in decoded])
+        except (OverloadedError, SequencerUnavailable) as exc:
+            _log.warning("batch of log %s not sequenced (%s); redelivering", log, exc)
+            await asyncio.gather(*(message.nak(delay=1.0) for message, _ in decoded))
+            return [], None
+
+    async def _settle(
+        self, log: str, decoded: Sequence[tuple[Any, Prepared]], future: concurrent.futures.Future[Any] | None
+    ) -> None:
+        """Acknowledge a batch once its commit succeeded (never before).
+
+        A request fails as a whole, so when one event conflicts (an id reused for other content)
+        the batch is retried event by event: the others are committed, that one terminated.
+        """
+        if future is None:
+            return
+        try:
+            await asyncio.wrap_future(future)
+        except ConflictError as exc:
+            if not exc.event_id:  # deposed: the next sequencer gets them redelivered
+                await asyncio.gather(*(message.nak(delay=1.0) for message, _ in decoded))
+                return
+            await self._sequence_each(log, decoded)
+            return
+        except Exception as exc:  # unavailable, shutting down: redelivered after the delay
+            _log.warning("batch of log %s not sequenced (%s); redelivering", log, exc)
+            await asyncio.gather(*(message.nak(delay=1.0) for message, _ in decoded))
+            return
+        await asyncio.gather(*(message.ack() for message, _ in decoded))
+
+    async def _sequence_each(self, log: str, decoded: Sequence[tuple[Any, Prepared]]) -> None:
+        assert self.sequencer is not None
+        for message, item in decoded:
             try:
-                pending.append((message, self.sequencer.submit_local(log, [item])))
-            except (OverloadedError, SequencerUnavailable):
-                await message.nak(delay=1.0)
-        for message, future in pending:
-            try:
-                await asyncio.wrap_future(future)
+                await asyncio.wrap_future(self.sequencer.submit_local(log, [item]))
             except ConflictError as exc:
-                if not exc.event_id:  # deposed: the next sequencer gets it redelivered
+                if not exc.event_id:
                     await message.nak(delay=1.0)
                     continue
                 _log.error("event %s not sequenced: %s; terminated", exc.event_id, exc)

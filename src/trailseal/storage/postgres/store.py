@@ -7,7 +7,7 @@ and of PostgreSQL, and power loss (ARCHITECTURE.md §3, invariant 1).
 
 An append is one transaction: lock the log's row (``SELECT ... FOR UPDATE``, which serializes
 writers of one log across every process), check the fencing epoch and that the batch continues
-the stored tree, ``COPY`` the leaves and events, upsert tiles, run the signing callback against
+the stored tree, ``COPY`` the events and derive their ``leaves`` rows server-side, upsert tiles, run the signing callback against
 the tiles as stored in this transaction, insert the checkpoint, commit.
 
 The URL is a libpq URL plus two trailseal parameters, removed before connecting::
@@ -48,14 +48,11 @@ _EVENT_TYPES = [
     "text", "int8", "text", "bytea", "bytea", "bytea", "text", "text", "text", "text", "text",
     "text", "text", "text", "text", "text", "timestamptz", "timestamptz",
 ]
-_COPY_LEAVES = (
-    "COPY leaves (log, leaf_index, event_id, content_hash, received_ts) FROM STDIN (FORMAT BINARY)"
-)
-_LEAF_TYPES = ["text", "int8", "text", "bytea", "timestamptz"]
 _CHECKPOINT_COLUMNS = "log, tree_size, root_hash, note, created_at"
 #: First key of every trailseal advisory lock (two-int form): "ts" and a kind byte.
 _LOCK_NAMESPACE = 0x7473_0000
 _PAGE = 2000
+_SEPARATOR = "\x1f"
 
 
 @dataclass(frozen=True)
@@ -312,7 +309,7 @@ class PostgresStore:
             parsed.get(e.received_at) or parsed.setdefault(e.received_at, _timestamp(e.received_at) or now)
             for e in entries
         ]
-        self._ensure_partitions({_month(moment)[0] for moment in received})
+        self._ensure_partitions({_month(moment)[0] for moment in set(received)})
         with self.connection() as conn:
             try:
                 with conn.transaction():
@@ -340,16 +337,13 @@ class PostgresStore:
             )
         got = conn.execute("SELECT max(leaf_index) FROM leaves WHERE log = %s", (log,)).fetchone()
         size = 0 if got is None or got[0] is None else int(got[0]) + 1
-        if entries and entries[0].leaf_index != size:
-            raise ConflictError(
-                f"append: leaf index {entries[0].leaf_index} does not continue tree size {size}"
-            )
+        for offset, e in enumerate(entries):
+            if e.leaf_index != size + offset:
+                raise ConflictError(
+                    f"append: leaf index {e.leaf_index} does not continue tree size {size + offset}"
+                )
         with conn.cursor() as cur:
             if entries:
-                with cur.copy(_COPY_LEAVES) as copy:
-                    copy.set_types(_LEAF_TYPES)
-                    for e, moment in zip(entries, received, strict=True):
-                        copy.write_row((e.log, e.leaf_index, e.event_id, e.content_hash, moment))
                 with cur.copy(_COPY_EVENTS) as copy:
                     copy.set_types(_EVENT_TYPES)
                     for e, moment in zip(entries, received, strict=True):
@@ -359,6 +353,13 @@ class PostgresStore:
                             e.resource_id, e.outcome, e.request_id, e.trace_id, e.source_service,
                             moment, _timestamp(e.time),
                         ))
+                # The spine rows come from the rows just copied, server-side (one encoding).
+                cur.execute(
+                    "INSERT INTO leaves (log, leaf_index, event_id, content_hash, received_ts) "
+                    "SELECT log, leaf_index, event_id, content_hash, received_ts FROM events "
+                    "WHERE log = %s AND leaf_index >= %s AND leaf_index < %s",
+                    (log, entries[0].leaf_index, entries[0].leaf_index + len(entries)),
+                )
             if tiles:
                 cur.executemany(
                     "INSERT INTO tiles (log, level, idx, data) VALUES (%s, %s, %s, %s) "
@@ -396,11 +397,15 @@ class PostgresStore:
         """Stored ids among ``event_ids`` (one ``= ANY`` query on the leaves' unique index)."""
         if not event_ids:
             return {}
+        # Ids are sent as one text split server-side: binding a 2,000-element array costs more
+        # than the query. The separator (US, 0x1f) cannot occur in an id ([A-Za-z0-9._:-]).
+        if any(_SEPARATOR in event_id for event_id in event_ids):
+            raise ValueError("lookup_ids: an event id contains the 0x1f separator")
         with self.connection() as conn:
             rows = conn.execute(
                 "SELECT event_id, leaf_index, content_hash FROM leaves "
-                "WHERE log = %s AND event_id = ANY(%s)",
-                (log, list(event_ids)),
+                "WHERE log = %s AND event_id = ANY(string_to_array(%s, %s))",
+                (log, _SEPARATOR.join(event_ids), _SEPARATOR),
             ).fetchall()
         return {str(event_id): (int(index), bytes(content)) for event_id, index, content in rows}
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,11 @@ _ENTRY_COLUMNS = (
 )
 _INSERT_ENTRY = f"INSERT INTO entries ({_ENTRY_COLUMNS}) VALUES ({', '.join('?' * 16)})"
 _LOOKUP_CHUNK = 500  # stays well under SQLITE_MAX_VARIABLE_NUMBER
+
+#: ``hook(connection, log, entries)``: runs inside every append transaction right after the
+#: entries are inserted, so a feature's derived tables (the query full-text index) commit or roll
+#: back with them. Raising aborts the batch.
+AppendHook = Callable[[sqlite3.Connection, str, Sequence[LeafEntry]], None]
 
 
 def _row(e: LeafEntry) -> tuple[object, ...]:
@@ -57,6 +62,7 @@ class SQLiteStore:
         self._write_lock = threading.Lock()
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
+        self._append_hooks: list[AppendHook] = []
         self._writer = self._connect()
         self.migrate()
 
@@ -89,6 +95,11 @@ class SQLiteStore:
                 pass
         self._all.clear()
         self._local = threading.local()
+
+    def add_append_hook(self, hook: AppendHook) -> None:
+        """Run ``hook`` inside every later append transaction (see :data:`AppendHook`)."""
+        if hook not in self._append_hooks:
+            self._append_hooks.append(hook)
 
     def migrate(self) -> int:
         """Apply pending core migrations; return the core schema version now in force."""
@@ -183,6 +194,8 @@ class SQLiteStore:
                     conn.executemany(_INSERT_ENTRY, [_row(e) for e in entries])
                 except sqlite3.IntegrityError as exc:
                     raise ConflictError(f"append: {exc}") from exc
+                for hook in self._append_hooks:
+                    hook(conn, log, entries)
                 conn.executemany(
                     "INSERT OR REPLACE INTO tiles (log, level, idx, data) VALUES (?, ?, ?, ?)",
                     [(log, t.level, t.index, t.data) for t in tiles],

@@ -1,0 +1,144 @@
+"""Export streams: NDJSON, CSV, CEF and OCSF, produced in chunks with constant memory.
+
+``export_chunks(entries, fmt)`` turns an iterator of stored entries (normally
+:func:`~trailseal.query.search.iter_matches`, which reads in keyset pages) into byte chunks of
+a few hundred events each, so a server response or a file write never holds more than one
+page of events. Pruned entries have no payload to export and are skipped (evidence bundles
+keep them as proven-but-pruned leaves).
+
+* ``ndjson`` — the stored envelope bytes exactly (RFC 8785: each line hashes to its leaf);
+* ``csv`` — RFC 4180, one column per envelope field (:data:`CSV_COLUMNS`), ``before``/``after``/
+  ``metadata`` as canonical JSON; :func:`csv_event` inverts a row back to the envelope. Cells
+  starting with ``= + - @``, tab, CR or ``'`` get a leading ``'`` (spreadsheet formula
+  injection); :func:`csv_event` removes it again;
+* ``cef`` — :mod:`trailseal.query.cef`; ``ocsf`` — :mod:`trailseal.query.ocsf`, one JSON
+  object per line.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+import orjson
+
+from trailseal.core.canonical import canonicalize
+from trailseal.core.errors import FormatError
+from trailseal.query.cef import cef_line
+from trailseal.query.ocsf import ocsf_event
+from trailseal.query.text import load_body
+from trailseal.storage.base import LeafEntry
+
+MEDIA_TYPES = {
+    "ndjson": "application/x-ndjson",
+    "csv": "text/csv; charset=utf-8",
+    "cef": "text/plain; charset=utf-8",
+    "ocsf": "application/x-ndjson",
+}
+EXTENSIONS = {"ndjson": "ndjson", "csv": "csv", "cef": "cef", "ocsf": "ocsf.ndjson"}
+FORMATS = tuple(MEDIA_TYPES)
+
+CSV_COLUMNS: tuple[str, ...] = (
+    "leaf_index", "id", "time", "received_at", "log", "action", "outcome",
+    "actor.id", "actor.type", "actor.ip", "actor.user_agent",
+    "resource.type", "resource.id", "resource.name",
+    "request_id", "trace_id", "span_id",
+    "source.service", "source.host", "source.region", "source.environment",
+    "producer.id", "producer.seq", "schema.id", "schema.version",
+    "reason", "before", "after", "metadata",
+)
+_JSON_COLUMNS = frozenset({"before", "after", "metadata"})
+_INT_COLUMNS = frozenset({"producer.seq", "schema.version"})
+_FORMULA = ("=", "+", "-", "@", "\t", "\r", "'")
+
+
+def check_format(fmt: str) -> str:
+    """``fmt`` if it is an export format; :class:`FormatError` otherwise."""
+    if fmt not in MEDIA_TYPES:
+        raise FormatError(f"format: want one of {', '.join(FORMATS)}, got {fmt!r}")
+    return fmt
+
+
+def _cell(value: Any, column: str) -> str:
+    if value is None:
+        return ""
+    if column in _JSON_COLUMNS:
+        return canonicalize(value).decode()
+    if column in _INT_COLUMNS or column == "leaf_index":
+        return str(value)
+    text = str(value)
+    return "'" + text if text.startswith(_FORMULA) else text
+
+
+def csv_row(event: Mapping[str, Any], leaf_index: int) -> list[str]:
+    """The CSV cells of one envelope, in :data:`CSV_COLUMNS` order."""
+    cells: list[str] = []
+    for column in CSV_COLUMNS:
+        if column == "leaf_index":
+            cells.append(str(leaf_index))
+            continue
+        node: Any = event
+        for key in column.split("."):
+            node = node.get(key) if isinstance(node, Mapping) else None
+        cells.append(_cell(node, column))
+    return cells
+
+
+def csv_event(record: Mapping[str, str]) -> dict[str, Any]:
+    """The envelope a CSV row (as a ``csv.DictReader`` record) was written from."""
+    event: dict[str, Any] = {}
+    for column in CSV_COLUMNS:
+        cell = record.get(column, "")
+        if column == "leaf_index" or not cell:
+            continue
+        value: Any
+        if column in _JSON_COLUMNS:
+            value = orjson.loads(cell)
+        elif column in _INT_COLUMNS:
+            value = int(cell)
+        else:
+            value = cell[1:] if cell.startswith("'") else cell
+        *parents, leaf = column.split(".")
+        target = event
+        for key in parents:
+            target = target.setdefault(key, {})
+        target[leaf] = value
+    return event
+
+
+def _csv_lines(rows: list[list[str]]) -> bytes:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\r\n").writerows(rows)
+    return buffer.getvalue().encode()
+
+
+def export_chunks(entries: Iterable[LeafEntry], fmt: str, *, chunk: int = 500) -> Iterator[bytes]:
+    """The export of ``entries`` in ``fmt`` as byte chunks of up to ``chunk`` events."""
+    check_format(fmt)
+    if fmt == "csv":
+        yield _csv_lines([list(CSV_COLUMNS)])
+    parts: list[bytes] = []
+    rows: list[list[str]] = []
+    for entry in entries:
+        if fmt == "ndjson":
+            if entry.body[:1] == b"{":
+                parts.append(entry.body + b"\n")
+        else:
+            event = load_body(entry.body)
+            if event is None:
+                continue
+            if fmt == "csv":
+                rows.append(csv_row(event, entry.leaf_index))
+            elif fmt == "cef":
+                parts.append(cef_line(event, entry.leaf_index).encode() + b"\n")
+            else:
+                parts.append(orjson.dumps(ocsf_event(event, entry.leaf_index, entry.leaf_hash)) + b"\n")
+        if len(parts) + len(rows) >= chunk:
+            yield _csv_lines(rows) if rows else b"".join(parts)
+            parts, rows = [], []
+    if rows:
+        yield _csv_lines(rows)
+    if parts:
+        yield b"".join(parts)
