@@ -37,6 +37,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/access.py
 	$(BIN)/python bench/sdk.py
 	$(BIN)/python bench/pipeline.py
+	$(BIN)/python bench/retention.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -61,6 +61,10 @@ def test_commands_against_a_server(data: Path) -> None:
         assert runs[0]["pruned"] == len(expected_pruned("default"))
         answer = api.get(f"/v1/events/{event_id('default', 5, 'auth.login')}").json()
         assert answer["event"] is None and answer["pruned"]["policy"] == "auth"
+        # a monitor still verifies the whole log: pruned bundles fall back to the hash tiles
+        remote = run_cli("verify", "--url", server.url, "--log", "default", "--format", "json")
+        assert remote.returncode == 0, remote.stdout + remote.stderr
+        assert json.loads(remote.stdout)["leaves_from_hash_tiles"] > 0
         segments = cli(server, "archive", "list", "--log", "default")["segments"]
         assert segments and segments[0]["range"][0] == 0
         restored = cli(server, "archive", "restore", segments[0]["segment"], "--log", "default",

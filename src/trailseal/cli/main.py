@@ -66,6 +66,7 @@ def _register() -> None:
         log_cmds,
         migrate_cmds,
         pipeline_cmds,
+        query_cmds,
         retention_cmds,
         schema_cmds,
         serve,
@@ -73,7 +74,7 @@ def _register() -> None:
     )
 
     for module in (serve, log_cmds, verify_cmds, demo, keys_cmds, apikeys_cmds, migrate_cmds,
-                   retention_cmds, schema_cmds, pipeline_cmds):
+                   retention_cmds, schema_cmds, pipeline_cmds, query_cmds):
         for command in module.COMMANDS:
             cli.add_command(command)
 

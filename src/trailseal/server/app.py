@@ -26,6 +26,7 @@ from trailseal.server.routes import (
     pipeline_policy,
     producers,
     quarantine,
+    query,
     retention,
     schemas,
     subjects,
@@ -43,6 +44,7 @@ ROUTERS: list[Callable[[Runtime], APIRouter]] = [
     subjects.router,
     producers.router,
     pipeline_policy.router,
+    query.router,
 ]
 
 

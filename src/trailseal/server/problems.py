@@ -4,7 +4,8 @@
 exception                    status  notes
 ===========================  ======  ==========================================
 BatchError / InvalidEvent    422     ``errors``: ``[{index, field, detail}]``
-FormatError                  400     malformed JSON, proof parameters, paths
+FormatError                  400     malformed JSON, proof parameters, paths; ``position``
+                                     of a query syntax error
 LimitExceeded                413*    ``limit`` names it (*or its own status)
 ConflictError                409     ``event_id``
 IncompatibleSchema           409     ``counter_example`` (a ConflictError)
@@ -104,7 +105,9 @@ def to_response(exc: BaseException, retry_after: float = 1.0) -> Response:
     if isinstance(exc, LimitExceeded):
         return problem(exc.status, "limit exceeded", str(exc), kind="limit-exceeded", limit=exc.limit)
     if isinstance(exc, FormatError):
-        return problem(400, "bad request", str(exc), kind="bad-request")
+        position = getattr(exc, "position", None)  # a query syntax error: where it is
+        extra = {} if position is None else {"position": position}
+        return problem(400, "bad request", str(exc), kind="bad-request", **extra)
     if isinstance(exc, IncompatibleSchema):
         return problem(409, "incompatible schema", str(exc), kind="incompatible-schema",
                        counter_example=exc.counter_example.to_json())

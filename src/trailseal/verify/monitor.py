@@ -1,7 +1,8 @@
 """Remote log check over the public read API, as a tlog monitor would run it.
 
 It fetches the latest checkpoint, verifies its signature, downloads every entry bundle
-(C2SP tlog-tiles ``tile/entries``), recomputes every leaf hash and the root, and — given a
+(C2SP tlog-tiles ``tile/entries``; for a bundle withheld because retention pruned a leaf in it,
+the level-0 hash tile instead), recomputes every leaf hash and the root, and — given a
 checkpoint trusted from earlier — checks a consistency proof from it to the latest one.
 """
 
@@ -17,10 +18,10 @@ import httpx
 from trailseal.core.checkpoint import Checkpoint, open_checkpoint
 from trailseal.core.compact import CompactRange
 from trailseal.core.errors import VerificationError
-from trailseal.core.hashing import leaf_hash
+from trailseal.core.hashing import HASH_SIZE, leaf_hash
 from trailseal.core.merkle import verify_consistency
 from trailseal.core.note import Verifier, VerifierSet
-from trailseal.core.tiles import TILE_WIDTH, entries_path
+from trailseal.core.tiles import TILE_WIDTH, Tile, entries_path
 
 
 def split_bundle(data: bytes) -> list[bytes]:
@@ -46,6 +47,7 @@ class RemoteReport:
     log: str
     tree_size: int = 0
     leaves_checked: int = 0
+    leaves_from_hash_tiles: int = 0
     problems: list[str] = field(default_factory=list)
     first_bad_leaf: int | None = None
 
@@ -57,7 +59,8 @@ class RemoteReport:
     def to_json(self) -> dict[str, Any]:
         """JSON form."""
         return {"log": self.log, "ok": self.ok, "tree_size": self.tree_size,
-                "leaves_checked": self.leaves_checked, "first_bad_leaf": self.first_bad_leaf,
+                "leaves_checked": self.leaves_checked,
+                "leaves_from_hash_tiles": self.leaves_from_hash_tiles, "first_bad_leaf": self.first_bad_leaf,
                 "findings": [{"detail": p} for p in self.problems]}
 
 
@@ -81,16 +84,29 @@ def check_remote(
     for bundle_index in range((size + TILE_WIDTH - 1) // TILE_WIDTH):
         width = min(TILE_WIDTH, size - bundle_index * TILE_WIDTH)
         got = client.get(f"/v1/logs/{log}/{entries_path(bundle_index, width)}")
-        got.raise_for_status()
-        entries = split_bundle(got.content)
-        if len(entries) != width:
-            report.problems.append(
-                f"entry bundle {bundle_index}: {len(entries)} entries, want {width}"
-            )
-            report.first_bad_leaf = bundle_index * TILE_WIDTH + len(entries)
-            return report
-        for entry in entries:
-            tree.append(leaf_hash(entry))
+        if got.status_code == 404:
+            # A bundle holding a pruned leaf is not served (retention keeps leaf hashes, not
+            # payloads): take the leaf hashes from the level-0 hash tile instead.
+            tile = client.get(f"/v1/logs/{log}/{Tile(0, bundle_index, width).path()}")
+            tile.raise_for_status()
+            if len(tile.content) != width * HASH_SIZE:
+                report.problems.append(f"hash tile {bundle_index}: {len(tile.content)} bytes, want {width * HASH_SIZE}")
+                report.first_bad_leaf = bundle_index * TILE_WIDTH
+                return report
+            for offset in range(0, width * HASH_SIZE, HASH_SIZE):
+                tree.append(tile.content[offset : offset + HASH_SIZE])
+            report.leaves_from_hash_tiles += width
+        else:
+            got.raise_for_status()
+            entries = split_bundle(got.content)
+            if len(entries) != width:
+                report.problems.append(
+                    f"entry bundle {bundle_index}: {len(entries)} entries, want {width}"
+                )
+                report.first_bad_leaf = bundle_index * TILE_WIDTH + len(entries)
+                return report
+            for entry in entries:
+                tree.append(leaf_hash(entry))
         report.leaves_checked = tree.end
         if progress is not None:
             progress(tree.end, size)
