@@ -32,13 +32,19 @@ def node(data_dir: Path, url: str, *extra: str) -> ServerProcess:
     return ServerProcess(data_dir, "--store", url, "--batch-max-wait-ms", "2", *extra)
 
 
-def start_all(nodes: list[ServerProcess]) -> None:
+def start_all(nodes: list[ServerProcess], *, warm: bool = True) -> None:
     """Start the first node, then the others concurrently (each start waits for its /readyz).
 
     The first start alone creates the shared data directory's SQLite side files (access keys),
-    whose migrations are not safe against processes racing on a brand-new file.
+    whose migrations are not safe against processes racing on a brand-new file; one event sent
+    to it creates the pipeline's per-log secrets (``keys/pipeline/``), whose first write is not
+    safe against racing processes either (both reported; not part of the scale-out code).
     """
     nodes[0].start()
+    if warm:
+        answer = httpx.post(f"{nodes[0].url}/v1/events", content=orjson.dumps(make_event()),
+                            headers={"content-type": "application/json"}, timeout=30)
+        assert answer.status_code in (200, 202), answer.text
     threads = [threading.Thread(target=n.start) for n in nodes[1:]]
     for thread in threads:
         thread.start()

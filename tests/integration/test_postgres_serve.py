@@ -11,6 +11,7 @@ import orjson
 from tests.factories import make_event
 from tests.integration.conftest import run_cli
 from tests.integration.scaleout import node, pg_url  # noqa: F401 - fixture
+from trailseal.storage.postgres import PostgresStore
 
 
 def test_serve_on_postgres_emit_verify_and_receipts(pg_url: str, tmp_path: Path) -> None:  # noqa: F811
@@ -50,3 +51,11 @@ def test_serve_on_postgres_emit_verify_and_receipts(pg_url: str, tmp_path: Path)
     assert offline.returncode == 0, offline.stdout + offline.stderr
     report = json.loads(offline.stdout)
     assert report["ok"] and report["leaves_checked"] == 301
+    # Invariant 4 on PostgreSQL: one byte of one stored payload changed is found, at its leaf.
+    with PostgresStore(pg_url, migrate=False) as store, store.connection() as conn:
+        body = bytes(conn.execute("SELECT body FROM events WHERE leaf_index = 123").fetchone()[0])
+        at = body.index(b"alice")
+        conn.execute("UPDATE events SET body = %s WHERE leaf_index = 123", (body[:at] + b"A" + body[at + 1 :],))
+    tampered = run_cli("verify", "--store", pg_url, "--data", str(server.data_dir), "--format", "json")
+    assert tampered.returncode == 1
+    assert json.loads(tampered.stdout)["first_bad_leaf"] == 123

@@ -241,7 +241,7 @@ class Generator:
         if last in ("update", "change", "scale", "toggle", "attach_policy", "detach_policy"):
             before = {"replicas": rng.randint(1, 8)} if last == "scale" else {
                 "role": rng.choice(("viewer", "editor", "admin")), "enabled": rng.random() < 0.5,
-                "version": rng.randint(1, 40)}
+                "revision": rng.randint(1, 40), "version": f"v1.{rng.randint(0, 60)}.0"}
             after = dict(before)
             key = next(iter(after))
             after[key] = (after[key] + rng.randint(1, 4)) if isinstance(after[key], int) and not isinstance(after[key], bool) else rng.choice(("viewer", "editor", "admin", "owner"))

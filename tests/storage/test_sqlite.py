@@ -54,3 +54,22 @@ def test_data_survives_reopen(tmp_path: Path) -> None:
     assert reopened.latest_checkpoint(LOG) == record
     assert reopened.tree_size(LOG) == 300
     reopened.close()
+
+
+def _open_and_close(path: str) -> None:
+    SQLiteStore(path).close()
+
+
+def test_concurrent_first_opens_migrate_once(tmp_path: Path) -> None:
+    import multiprocessing
+
+    path = str(tmp_path / "new.db")
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_open_and_close, args=(path,)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert [p.exitcode for p in procs] == [0, 0, 0, 0]
+    rows = sqlite3.connect(path).execute("SELECT component, version FROM schema_migrations").fetchall()
+    assert sorted(rows) == [("core", n) for n in range(1, len(MIGRATIONS) + 1)]

@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import os
 import re
 import secrets
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from trailseal.core.errors import FormatError
+from trailseal.storage.keyfiles import create_private_file_once
 
 __all__ = ["ENC_PREFIX", "TenantSecrets", "Tokenizer", "decrypt_field", "encrypt_field"]
 __all__ += ["load_or_create_secrets", "open_sealed", "parse_encrypted", "seal"]
@@ -97,18 +97,6 @@ class TenantSecrets:
         return cls(_unb64(value["tokenize_key"]), _unb64(value["quarantine_key"]))
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
-
-
 def load_or_create_secrets(data_dir: Path, log: str) -> TenantSecrets:
     """``<data dir>/keys/pipeline/<log>.json`` (0600 file in a 0700 folder), created on first use."""
     if not _SAFE_LOG.fullmatch(log):
@@ -118,9 +106,7 @@ def load_or_create_secrets(data_dir: Path, log: str) -> TenantSecrets:
     path = folder / f"{log}.json"
     if path.exists():
         return TenantSecrets.from_json(path.read_bytes())
-    created = TenantSecrets.generate()
-    _write_private(path, created.to_json())
-    return created
+    return TenantSecrets.from_json(create_private_file_once(path, TenantSecrets.generate().to_json()))
 
 
 def _aad(*parts: str) -> bytes:

@@ -3,13 +3,17 @@
 Class by action (the first rule that applies; ``verb`` is the action's last segment, ``object``
 the one before it)::
 
-    Account Change  3001  object user|account|role|service_account (create, enable, disable,
-                          delete, update, attach_policy, ...), password change/reset, mfa
-                          enable/disable, lock/unlock
-    Authentication  3002  verb login|logon|signin|logout|logoff|signout|authenticate, or the
-                          first segment auth|authn|sso|session
+    Authentication  3002  verb login|logon|signin|authenticate (Logon) or logout|logoff|signout
+                          (Logoff), also as the last word (console_login)
+    Account Change  3001  object user|account|role|service_account with create, enable,
+                          disable, delete, attach/detach_policy, lock (or update, rename: Other);
+                          password change/reset, mfa enable/disable
+    Authentication  3002  first segment auth|authn|sso|session (Other)
     API Activity    6003  everything else (the default class), activity by verb: create 1,
                           read 2, update 3, delete 4, other 99
+
+An action whose last segment is ``verb_object`` (CloudTrail's ``CreateUser`` as ``create_user``)
+is read as that verb on that object.
 
 Every event carries the base attributes OCSF requires (``activity_id``, ``category_uid``,
 ``class_uid``, ``type_uid`` = class_uid * 100 + activity_id, ``severity_id``, ``time`` in epoch
@@ -50,6 +54,7 @@ _ACCOUNT_VERBS = {
     "deactivate": 5, "suspend": 5, "delete": 6, "remove": 6, "attach_policy": 7,
     "detach_policy": 8, "lock": 9,
 }
+_ACCOUNT_CHANGES = frozenset({"update", "modify", "change", "rename", "set", "unlock"})
 _LOGON = frozenset({"login", "logon", "signin", "sign_in", "authenticate"})
 _LOGOFF = frozenset({"logout", "logoff", "signout", "sign_out"})
 _AUTH_ROOTS = frozenset({"auth", "authn", "sso", "session"})
@@ -81,22 +86,32 @@ def epoch_ms(time: str) -> int | None:
 
 
 def classify(action: str) -> tuple[int, int]:
-    """``(class_uid, activity_id)`` for an action (see the module docstring)."""
+    """``(class_uid, activity_id)`` for an action (see the module docstring).
+
+    ``iam.user.create`` and CloudTrail-style ``iam.create_user`` (verb first, object last) read
+    the same way.
+    """
     segments = action.split(".")
     verb = segments[-1]
     obj = segments[-2] if len(segments) > 1 else ""
+    words = verb.split("_")
+    if words[-1] in _LOGON:
+        return 3002, 1
+    if words[-1] in _LOGOFF:
+        return 3002, 2
+    if len(words) > 1 and verb not in _ACCOUNT_VERBS:  # verb_object: create_user, attach_role_policy
+        verb, nouns = words[0], words[1:]
+        if verb in ("attach", "detach") and nouns[-1] == "policy":
+            verb, nouns = f"{verb}_policy", nouns[:-1]
+        obj = nouns[-1] if nouns else obj
     if obj == "password" and verb in ("change", "update", "set"):
         return 3001, 3
     if obj == "password" and verb == "reset":
         return 3001, 4
     if obj == "mfa" and verb in ("enable", "disable"):
         return 3001, 10 if verb == "enable" else 11
-    if obj in _ACCOUNT_OBJECTS:
+    if obj in _ACCOUNT_OBJECTS and (verb in _ACCOUNT_VERBS or verb in _ACCOUNT_CHANGES):
         return 3001, _ACCOUNT_VERBS.get(verb, 99)
-    if verb in _LOGON:
-        return 3002, 1
-    if verb in _LOGOFF:
-        return 3002, 2
     if segments[0] in _AUTH_ROOTS:
         return 3002, 99
     for activity, verbs in ((1, _CREATE), (2, _READ), (3, _UPDATE), (4, _DELETE)):

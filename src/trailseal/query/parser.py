@@ -193,7 +193,7 @@ class _Parser:
             node = self.or_expr()
             self.ws()
             if not self.s.startswith(")", self.i):
-                self.fail("missing ')' to close the '(' at position " + str(open_at), open_at)
+                self.fail("missing ')' to close this '('", open_at)
             self.i += 1
             self.depth -= 1
             return node
@@ -268,6 +268,15 @@ class _Parser:
             if char in "*?" and not escaped:
                 self.fail("wildcards in free text only at the end of a word (like deploy*)",
                           start + offset)
+        colon = next((i for i, (c, escaped) in enumerate(body) if c == ":" and not escaped), None)
+        if colon is not None:
+            name = "".join(c for c, _ in body[:colon])
+            try:
+                lookup(name)
+                detail = f"field {name!r} needs a name of [A-Za-z0-9_.-]"
+            except FormatError as exc:
+                detail = str(exc)
+            self.fail(f"{detail}; to search for text with a colon, quote it", start)
         word = "".join(c for c, _ in body)
         if word in _KEYWORDS:
             self.fail(f"expected a term, got {word}", start)
@@ -284,8 +293,8 @@ class _Parser:
             field = lookup(name)
         except FormatError as exc:
             detail = str(exc)
-            if ":" not in name:
-                detail += '; quote text that contains ":" (like "http://...")'
+            if "did you mean" not in detail:
+                detail += '; to search for text with a colon, quote it ("http://...")'
             self.fail(detail, start)
         self.i += len(name) + 1  # the name and ':'
         if self.at_end() or self.s[self.i].isspace() or self.s[self.i] == ")":
@@ -364,6 +373,8 @@ class _Parser:
         while True:
             self.ws()
             if self.at_end():
+                if options:
+                    self.fail("expected a value after OR")
                 self.fail("missing ')' to close the value list", open_at)
             chars, quoted, at = self.scalar(stop=")")
             if not quoted and "".join(c for c, _ in chars) in _KEYWORDS:

@@ -16,6 +16,7 @@ compare every SQL dialect against. Its semantics define the language:
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
@@ -47,6 +48,7 @@ class _Row:
         self.entry = entry
         self.event = load_body(entry.body)
         self._words: list[str] | None = None
+        self._vocabulary: frozenset[str] = frozenset()
 
     def value(self, field: Field) -> Any:
         if field.column is not None:
@@ -58,10 +60,11 @@ class _Row:
             node = node[key]
         return _MISSING if node is None else node
 
-    def words(self) -> list[str]:
+    def words(self) -> tuple[list[str], frozenset[str]]:
         if self._words is None:
             self._words = [] if self.event is None else tokens(event_text(self.event))
-        return self._words
+            self._vocabulary = frozenset(self._words)
+        return self._words, self._vocabulary
 
 
 def _is_number(value: Any) -> bool:
@@ -100,17 +103,25 @@ def _as_text(value: Any) -> str:
     return str(value)
 
 
+@functools.lru_cache(maxsize=1024)
 def _pattern(parts: tuple[str, ...]) -> re.Pattern[str]:
     regex = "".join(".*" if p == "*" else "." if p == "?" else re.escape(p) for p in parts)
     return re.compile(regex, re.S)
 
 
-def _phrase(words: list[str], wanted: list[str], prefix: bool) -> bool:
+@functools.lru_cache(maxsize=1024)
+def _wanted(raw: str) -> tuple[str, ...]:
+    return tuple(tokens(raw))
+
+
+def _phrase(words: list[str], vocabulary: frozenset[str], wanted: tuple[str, ...], prefix: bool) -> bool:
     n = len(wanted)
-    if n == 0:
+    if n == 0 or not vocabulary.issuperset(wanted[:-1]):
+        return False
+    if not prefix and wanted[-1] not in vocabulary:
         return False
     for start in range(len(words) - n + 1):
-        if words[start : start + n - 1] != wanted[:-1]:
+        if tuple(words[start : start + n - 1]) != wanted[:-1]:
             continue
         last = words[start + n - 1]
         if last == wanted[-1] or (prefix and last.startswith(wanted[-1])):
@@ -144,7 +155,8 @@ def matches(node: Node, row: _Row) -> bool:
     assert isinstance(node, Text)
     if row.event is None:
         return False
-    return _phrase(row.words(), tokens(node.raw), node.prefix)
+    words, vocabulary = row.words()
+    return _phrase(words, vocabulary, _wanted(node.raw), node.prefix)
 
 
 def entry_matches(node: Node, entry: LeafEntry) -> bool:

@@ -12,6 +12,7 @@ case-folded, with diacritics removed.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -19,6 +20,7 @@ from typing import Any
 import orjson
 
 _SKIP_TOP = frozenset({"id", "time", "received_at", "log", "schema"})
+_ASCII_WORD = re.compile(r"[a-z0-9]+")
 
 
 def load_body(body: bytes) -> dict[str, Any] | None:
@@ -72,6 +74,8 @@ def _fold(char: str) -> str:
 
 def tokens(text: str) -> list[str]:
     """Words of ``text`` as FTS5 ``unicode61`` (remove_diacritics=1) would index them."""
+    if text.isascii():  # ASCII letters and digits are the only ASCII word characters
+        return _ASCII_WORD.findall(text.lower())
     out: list[str] = []
     word: list[str] = []
     for char in text:

@@ -2,7 +2,8 @@
 
 Selection (exactly one of):
 
-* ``request_id`` — the request's events, widened to every event of the traces they belong to;
+* ``request_id`` — the request's events, widened to every event of the traces they belong to
+  and of the requests in those traces;
 * ``trace_id`` — the trace's events, widened to every event of the requests they belong to;
 * ``around`` a time with a ``window`` (default 2h) on each side, or ``before``/``after`` for
   asymmetric windows (``--around 14:05Z --before 2h --after 10m``: what changed before an
@@ -325,11 +326,12 @@ def build_timeline(
     if q:
         selector["q"] = q
     selected = list(iter_matches(search, log, all_of([seed, narrow]), limit=limit + 1))
-    if request_id or trace_id:
-        # Widen along the other correlation id: a request's traces, a trace's requests.
-        other = "trace_id" if request_id else "request_id"
+    # Widen along correlation ids: a request to its traces, then every request of those traces
+    # (events of one operation need not all carry the trace id); a trace to its requests.
+    steps = ["trace_id", "request_id"] if request_id else ["request_id"] if trace_id else []
+    for other in steps:
         ids = sorted({v for e in selected if (v := getattr(e, other)) is not None})[:_MAX_WIDEN]
-        if ids:
+        if ids and len(selected) <= limit:
             extra = iter_matches(search, log, all_of([AnyOf(FIELDS[other], tuple(ids)), narrow]),
                                  limit=limit + 1)
             merged = {e.leaf_index: e for e in selected}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
 from pathlib import Path
 
 from trailseal.core.keys import Keyring, LogKey
@@ -30,21 +31,42 @@ def _file(data_dir: Path, log: str, suffix: str) -> Path:
     return keys_dir(data_dir) / f"{log}{suffix}"
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+def _temp_private(path: Path, data: bytes) -> Path:
+    """Write ``data`` fsync'd to a uniquely named 0600 file beside ``path``; return its name."""
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o600)
         os.write(fd, data)
         os.fsync(fd)
     finally:
         os.close(fd)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
+    return Path(name)
+
+
+def write_private_file(path: Path, data: bytes) -> None:
+    """Replace ``path`` atomically with ``data`` (mode 0600); safe against concurrent writers."""
+    os.replace(_temp_private(path, data), path)
+
+
+def create_private_file_once(path: Path, data: bytes) -> bytes:
+    """Create ``path`` (0600) with ``data`` unless it exists; return the content that won.
+
+    ``link(2)`` fails when the target exists, so of several processes creating the same secret
+    at once exactly one succeeds and every other one reads the winner's bytes.
+    """
+    tmp = _temp_private(path, data)
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        return path.read_bytes()
+    finally:
+        tmp.unlink(missing_ok=True)
+    return data
 
 
 def save_keyring(data_dir: Path, log: str, keyring: Keyring) -> None:
     """Write the private keyring (0600, atomically) and the public verifier file."""
-    _write_private(_file(data_dir, log, ".json"), keyring.to_json())
+    write_private_file(_file(data_dir, log, ".json"), keyring.to_json())
     _file(data_dir, log, ".pub.json").write_bytes(keyring.public_json())
 
 
@@ -63,9 +85,11 @@ def load_or_create_keyring(
     found = load_keyring(data_dir, log)
     if found is not None:
         return found, False
-    keyring = Keyring.generate(origin, created_at)
-    save_keyring(data_dir, log, keyring)
-    return keyring, True
+    candidate = Keyring.generate(origin, created_at)
+    stored = create_private_file_once(_file(data_dir, log, ".json"), candidate.to_json())
+    keyring = Keyring.from_json(stored)
+    _file(data_dir, log, ".pub.json").write_bytes(keyring.public_json())
+    return keyring, stored == candidate.to_json()
 
 
 def rotate_keyring(data_dir: Path, log: str, created_at: str) -> Keyring:

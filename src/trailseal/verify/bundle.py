@@ -42,6 +42,7 @@ BUNDLE_FORMAT = "trailseal-evidence/1"
 _LEAF = re.compile(rb'"leaf_index":([0-9]{1,19})')
 _ID = re.compile(rb'"id":"([A-Za-z0-9._:-]{1,128})"')
 _SIZE = re.compile(rb'"tree_size":([0-9]{1,19})')
+_HEADER_KEYS = frozenset({"bundle", "created_at", "log", "origin", "query", "tree_size", "verifier_keys"})
 
 
 # -- writing (pure formatting; the exporter supplies stored bytes and proofs) ------------------
@@ -205,6 +206,8 @@ def verify_bundle(
     header: dict[str, Any] = {}
     try:
         header = _parse_line(lines[0])
+        if set(header) != _HEADER_KEYS:
+            raise FormatError(f"header: keys {sorted(header)}, want {sorted(_HEADER_KEYS)}")
         if header.get("bundle") != BUNDLE_FORMAT:
             raise FormatError(f"header: format {header.get('bundle')!r}, want {BUNDLE_FORMAT!r}")
         report.log = str(header["log"])
@@ -223,9 +226,10 @@ def verify_bundle(
     event_lines: list[tuple[int, bytes]] = []
     trailer: dict[str, Any] | None = None
     for number, line in enumerate(lines[1:], start=2):
-        if b'"inclusion_proof":' in line:
+        # Two markers per kind, so one damaged byte cannot make a record pass for another kind.
+        if b'"inclusion_proof":' in line or line.startswith((b'{"event":', b'{"id":')):
             event_lines.append((number, line))
-        elif b'"consistency_proof":' in line:
+        elif b'"consistency_proof":' in line or line.startswith(b'{"checkpoint":'):
             checkpoint_lines.append(line)
         elif number == len(lines) and b'"end":' in line:
             try:
@@ -256,8 +260,8 @@ def verify_bundle(
     # trailer
     if trailer is None:
         report.problems.append("bundle: no trailer line (truncated?)")
-    elif "end" in trailer:
-        end = trailer["end"]
+    else:
+        end = trailer.get("end") if set(trailer) == {"end"} else None
         want = (end.get("checkpoints"), end.get("events")) if isinstance(end, dict) else None
         got = (len(checkpoint_lines), len(event_lines))
         if want != got:
@@ -335,6 +339,8 @@ def _check_event(line: bytes, record: int, main: Checkpoint | None, report: Bund
         if main is None:
             raise VerificationError("the bundle's checkpoint did not verify")
         verify_inclusion(result.leaf_index, main.tree_size, leaf, proof, main.root_hash)
+        if any(c.tree_size is None for c in report.checkpoints):
+            raise VerificationError("a checkpoint record of the bundle is damaged")
         receipt = _receipt_checkpoint(report, result.leaf_index)
         if receipt is not None and not receipt.ok:
             raise VerificationError(f"checkpoint {receipt.tree_size} covering it failed: {receipt.detail}")

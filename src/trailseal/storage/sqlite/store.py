@@ -118,13 +118,18 @@ class SQLiteStore:
                 "version INTEGER NOT NULL, applied_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP, "
                 "PRIMARY KEY (component, version))"
             )
-            row = conn.execute(
-                "SELECT MAX(version) FROM schema_migrations WHERE component = ?", (component,)
-            ).fetchone()
-            version = int(row[0] or 0)
-            for number, script in enumerate(scripts[version:], start=version + 1):
+            for number, script in enumerate(scripts, start=1):
+                # The check runs inside the write transaction: several processes opening a new
+                # file at once apply each migration exactly once.
                 conn.execute("BEGIN IMMEDIATE")
                 try:
+                    done = conn.execute(
+                        "SELECT 1 FROM schema_migrations WHERE component = ? AND version = ?",
+                        (component, number),
+                    ).fetchone()
+                    if done:
+                        conn.execute("COMMIT")
+                        continue
                     for statement in script.split(";"):
                         if statement.strip():
                             conn.execute(statement)
