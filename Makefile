@@ -34,6 +34,7 @@ test: lint unit
 bench: $(STAMP)
 	$(BIN)/python bench/core.py
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/crash.py --rounds 10
 	$(BIN)/python bench/access.py
 	$(BIN)/python bench/sdk.py
 	$(BIN)/python bench/pipeline.py

@@ -32,7 +32,7 @@ def test_query_timeline_export_and_bundles_from_the_command_line(server: ServerP
     more = run_cli("query", "outcome:success", "--limit", "7", "--cursor", body["next_cursor"],
                    "--format", "ndjson", "--url", server.url)
     assert len(more.stdout.splitlines()) == 7
-    assert not {json.loads(l)["id"] for l in more.stdout.splitlines()} & {i["event"]["id"] for i in body["events"]}
+    assert not {json.loads(line)["id"] for line in more.stdout.splitlines()} & {i["event"]["id"] for i in body["events"]}
     rows = list(csv.DictReader(io.StringIO(run_cli("query", "outcome:denied", "--format", "csv",
                                                    "--url", server.url).stdout, newline="")))
     assert rows and all(r["outcome"] == "denied" for r in rows)
@@ -47,7 +47,7 @@ def test_query_timeline_export_and_bundles_from_the_command_line(server: ServerP
     ocsf = tmp_path / "out.ocsf.ndjson"
     done = run_cli("export", "--q", "action:auth.*", "--format", "ocsf", "--out", str(ocsf), "--url", server.url)
     assert done.returncode == 0 and "wrote" in done.stderr
-    assert {json.loads(l)["class_uid"] for l in ocsf.read_text().splitlines()} <= {3001, 3002}
+    assert {json.loads(line)["class_uid"] for line in ocsf.read_text().splitlines()} <= {3001, 3002}
 
     bundle = tmp_path / "incident.bundle.jsonl"
     made = run_cli("export", "--q", f"trace_id:{story['trace_id']}", "--bundle", str(bundle), "--url", server.url)

@@ -167,7 +167,7 @@ class Generator:
         self.people = _Chooser(people, _zipf_weights(len(people)))
         self.robots = _Chooser(robots, _zipf_weights(len(robots), 0.9))
         self.ips = [f"{rng.choice((10, 172, 192, 203))}.{rng.randint(0, 255)}.{rng.randint(0, 255)}."
-                    f"{rng.randint(1, 254)}" for _ in range(3000)] + ["2001:db8::" + _hex(rng, 4) for _ in range(200)]
+                    f"{rng.randint(1, 254)}" for _ in range(3000)] + [f"2001:db8::{rng.randint(1, 0xFFFF):x}" for _ in range(200)]
         families: list[tuple[str, list[str], _Chooser, float]] = []
         weights: list[float] = []
         for family, kinds, actions in _FAMILIES:

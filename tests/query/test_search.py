@@ -160,9 +160,9 @@ def test_hostile_values_are_only_ever_parameters(loaded: Loaded, oracle: Oracle,
         node = parse(q, now=loaded.now)
     except FormatError:
         return  # refused by the parser: nothing reached SQL
-    sql = loaded.search.plan(LOG, 1, node, "newest", 10, None)
+    sql, _driver = loaded.search.plan(LOG, node, "newest", 10)
     assert sql.sql.count("?") == len(sql.params)
-    for value in re.findall(r'"((?:[^"\\]|\\.)*)"', q) + [q]:
+    for value in [*re.findall(r'"((?:[^"\\]|\\.)*)"', q), q]:
         if len(value) > 3:
             assert value not in sql.sql
     assert sql_hits(loaded, node) == oracle.find(node)
@@ -264,7 +264,7 @@ def test_full_text_is_written_with_the_batch_and_caught_up_otherwise(tmp_path: P
 
     seq.commit([Request([prepare(events[3], log=LOG, received_at=RECEIVED)])])
     assert [e.event_id for e in search.search(LOG, parse("HYPERLINK"))] == ["awk-csv-4"]  # hook
-    seq2 = LogSequencer_for(plain, keyring)
+    seq2 = sequencer_for(plain, keyring)
     seq2.commit([Request([prepare(events[4], log=LOG, received_at=RECEIVED)])])  # no hook
     assert [e.event_id for e in search.search(LOG, parse("überprüfung"))] == ["awk-unicode-5"]
     assert search.search("nope", parse("x")) == []
@@ -273,7 +273,7 @@ def test_full_text_is_written_with_the_batch_and_caught_up_otherwise(tmp_path: P
     store.close()
 
 
-def LogSequencer_for(store: SQLiteStore, keyring: Keyring) -> Any:  # noqa: N802
+def sequencer_for(store: SQLiteStore, keyring: Keyring) -> Any:
     from trailseal.sequencer.log import LogSequencer
 
     return LogSequencer(store, LOG, f"test.example/{LOG}", keyring, lambda: RECEIVED)

@@ -107,7 +107,7 @@ def test_exports_stream_every_format(client: TestClient, filled: list[dict[str, 
     rows = list(csv.DictReader(io.StringIO(table, newline="")))
     assert [canonicalize(csv_event(r)) for r in rows] == lines
     cef = client.get("/v1/export", params={"q": "outcome:denied", "format": "cef", "limit": 3}).text
-    assert len(cef.splitlines()) == 3 and all(l.startswith("CEF:0|trailseal|") for l in cef.splitlines())
+    assert len(cef.splitlines()) == 3 and all(line.startswith("CEF:0|trailseal|") for line in cef.splitlines())
     ocsf = client.get("/v1/export", params={"q": "outcome:denied", "format": "ocsf", "order": "newest"})
     classes = {orjson.loads(line)["class_uid"] for line in ocsf.content.splitlines()}
     assert classes <= {3001, 3002, 6003} and classes

@@ -86,12 +86,12 @@ def render_text(timeline: Timeline) -> str:
         lines.append(f"  {prefix}{clock(e.time)} {e.service or '-'} {e.action} ({e.outcome or '-'})")
     lines += ["", "By service"]
     for name, group in timeline.services().items():
-        lines.append(f"  {name:<{width}}  {len(group):>4} events  {clock(group[0].time)} – {clock(group[-1].time)}")
+        lines.append(f"  {name:<{width}}  {len(group):>4} events  {clock(group[0].time)} to {clock(group[-1].time)}")
     if timeline.gaps:
         lines += ["", "Sequence gaps"]
         for gap in timeline.gaps:
             lines.append(f"  ! producer {gap.producer}: seq {gap.after_seq} → {gap.before_seq}, "
-                         f"{gap.missing} missing ({clock(gap.after_time)} – {clock(gap.before_time)})")
+                         f"{gap.missing} missing ({clock(gap.after_time)} to {clock(gap.before_time)})")
     return "\n".join(lines) + "\n"
 
 

@@ -7,9 +7,10 @@
 * Wildcards become ``GLOB`` with the literal parts escaped (``[*]``, ``[?]``, ``[[]``); a literal
   prefix also becomes a range (``col >= 'iam.role.' AND col < 'iam.role/'``) so the B-tree
   index can answer it.
-* Free text becomes an FTS5 ``MATCH`` on ``q_text`` restricted to the log's rowid range; the
-  user's text is an FTS5 string (``"..."``, quotes doubled), tokenized by FTS5 itself, so no
-  FTS5 operator can be injected either.
+* Free text becomes an FTS5 ``MATCH`` on ``q_text`` at the entry's rowid (``log_id << 40 |
+  leaf_index``); the user's text is an FTS5 string (``"..."``, quotes doubled), tokenized by
+  FTS5 itself, so no FTS5 operator can be injected either. (When free text *drives* a query,
+  :mod:`trailseal.query.sqlite_plan` joins from the full-text index instead.)
 """
 
 from __future__ import annotations
@@ -118,9 +119,9 @@ class SQLiteDialect:
         return Fragment("COALESCE(") + self.json_type(node.field) + Fragment(", 'null') <> 'null'")
 
     def text(self, node: Text) -> Fragment:
-        """The entry's leaf index among the log's FTS matches (pruned bodies never match)."""
+        """The entry's full-text row matches (a rowid lookup; pruned bodies never match)."""
         return Fragment(
-            f"{_IS_OBJECT} AND e.leaf_index IN (SELECT rowid - ? FROM q_text "
-            "WHERE q_text MATCH ? AND rowid BETWEEN ? AND ?)",
-            (self.low, fts_string(node.raw, node.prefix), self.low, self.high),
+            f"{_IS_OBJECT} AND EXISTS (SELECT 1 FROM q_text WHERE q_text MATCH ? "
+            "AND q_text.rowid = ? + e.leaf_index)",
+            (fts_string(node.raw, node.prefix), self.low),
         )

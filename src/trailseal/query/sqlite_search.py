@@ -30,10 +30,11 @@ import weakref
 from collections.abc import Sequence
 from typing import Any
 
-from trailseal.query.ast import AnyOf, Compare, Node, Pattern, Text, all_of, conjuncts
-from trailseal.query.compiler import Fragment, compile_where
+from trailseal.query.ast import Node
+from trailseal.query.compiler import Fragment
 from trailseal.query.search import Order, Position
-from trailseal.query.sqlite_dialect import LOG_SHIFT, SQLiteDialect, fts_string
+from trailseal.query.sqlite_dialect import LOG_SHIFT
+from trailseal.query.sqlite_plan import Driver, page_sql
 from trailseal.query.text import body_text
 from trailseal.storage.base import LeafEntry
 from trailseal.storage.sqlite.store import SQLiteStore
@@ -53,11 +54,6 @@ MIGRATIONS: tuple[str, ...] = (
     """,
 )
 
-_COLUMNS = (
-    "e.log, e.leaf_index, e.event_id, e.leaf_hash, e.content_hash, e.body, e.time, "
-    "e.received_at, e.action, e.actor_id, e.resource_type, e.resource_id, e.outcome, "
-    "e.request_id, e.trace_id, e.source_service"
-)
 _CATCH_UP_BATCH = 5000
 _instances: weakref.WeakKeyDictionary[SQLiteStore, SQLiteSearch] = weakref.WeakKeyDictionary()
 _instances_lock = threading.Lock()
@@ -79,18 +75,25 @@ def _log_state(conn: sqlite3.Connection, log: str) -> tuple[int, int]:
     return int(row[0]), 0
 
 
-def index_pending(conn: sqlite3.Connection, log: str, limit: int | None = None) -> int:
+def index_pending(conn: sqlite3.Connection, log: str, limit: int | None = None,
+                  entries: Sequence[LeafEntry] = ()) -> int:
     """Add the log's not yet indexed entries (up to ``limit``) to ``q_text``; return how many.
 
-    Runs inside the caller's write transaction (the append hook's, or a catch-up's).
+    Runs inside the caller's write transaction (the append hook's, or a catch-up's). ``entries``
+    are the rows just inserted: when they are exactly what is pending they are used as they are
+    instead of being read back.
     """
     log_id, end = _log_state(conn, log)
-    sql = "SELECT leaf_index, body FROM entries WHERE log = ? AND leaf_index >= ? ORDER BY leaf_index"
-    params: tuple[Any, ...] = (log, end)
-    if limit is not None:
-        sql += " LIMIT ?"
-        params += (limit,)
-    rows = conn.execute(sql, params).fetchall()
+    rows: Sequence[tuple[int, bytes]]
+    if entries and entries[0].leaf_index == end and limit is None:
+        rows = [(e.leaf_index, e.body) for e in entries]
+    else:
+        sql = "SELECT leaf_index, body FROM entries WHERE log = ? AND leaf_index >= ? ORDER BY leaf_index"
+        params: tuple[Any, ...] = (log, end)
+        if limit is not None:
+            sql += " LIMIT ?"
+            params += (limit,)
+        rows = conn.execute(sql, params).fetchall()
     if not rows:
         return 0
     base = log_id << LOG_SHIFT
@@ -103,31 +106,7 @@ def index_pending(conn: sqlite3.Connection, log: str, limit: int | None = None) 
 
 
 def _hook(conn: sqlite3.Connection, log: str, entries: Sequence[LeafEntry]) -> None:
-    index_pending(conn, log)
-
-
-def _token_phrase(node: Node) -> str | None:
-    """An FTS5 expression whose matches include every match of ``node``, if it has one.
-
-    Only for ``token`` fields: an exact string (or number) value, a list of them, or a literal
-    prefix; their text is in the indexed text, so the phrase is a superset filter.
-    """
-    if isinstance(node, Compare) and node.op == "=" and node.field.access == "token":
-        values: tuple[object, ...] = (node.value,)
-    elif isinstance(node, AnyOf) and node.field.access == "token":
-        values = node.values
-    elif isinstance(node, Pattern) and node.field.access == "token" and node.is_prefix:
-        if not any(c.isalnum() for c in node.prefix):
-            return None
-        return fts_string(node.prefix, prefix=True)
-    else:
-        return None
-    phrases: list[str] = []
-    for value in values:
-        if isinstance(value, bool) or not any(c.isalnum() for c in str(value)):
-            return None
-        phrases.append(fts_string(str(value)))
-    return phrases[0] if len(phrases) == 1 else "(" + " OR ".join(phrases) + ")"
+    index_pending(conn, log, entries=entries)
 
 
 class SQLiteSearch:
@@ -137,6 +116,10 @@ class SQLiteSearch:
         self.store = store
         store.apply_migrations("query", MIGRATIONS)
         store.add_append_hook(_hook)
+        row = store._reader.execute(  # the (log, leaf_index) primary key's automatic index
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'entries' "
+            "AND name LIKE 'sqlite_autoindex_entries_%' ORDER BY name LIMIT 1").fetchone()
+        self.primary_key: str | None = row[0] if row else None
         self.catch_up()
 
     # -- indexing ----------------------------------------------------------------------------
@@ -174,43 +157,12 @@ class SQLiteSearch:
         return None if log_id is None else int(log_id)
 
     # -- search ------------------------------------------------------------------------------
-    def plan(self, log: str, log_id: int, query: Node, order: Order, limit: int,
-             after: Position | None) -> Fragment:
-        """The SELECT for one page (exposed for tests and ``EXPLAIN QUERY PLAN``).
-
-        Top-level free text and token-field terms drive the query from the full-text index
-        (``CROSS JOIN`` fixes that join order); everything else is left to SQLite's planner
-        over the ordered indexes.
-        """
-        dialect = SQLiteDialect(log_id)
-        direction = "DESC" if order == "newest" else "ASC"
-        keyset = Fragment("")
-        if after is not None:
-            cmp = "<" if order == "newest" else ">"
-            keyset = Fragment(f" AND (e.time, e.leaf_index) {cmp} (?, ?)", (after.time, after.leaf_index))
-        tail = keyset + Fragment(
-            f" ORDER BY e.time {direction}, e.leaf_index {direction} LIMIT ?", (limit,))
-        phrases: list[str] = []
-        residual: list[Node] = []
-        for term in conjuncts(query):
-            if isinstance(term, Text):
-                phrases.append(fts_string(term.raw, term.prefix))
-                continue
-            phrase = _token_phrase(term)
-            if phrase is not None:
-                phrases.append(phrase)
-            residual.append(term)
-        if phrases:
-            where = compile_where(all_of(residual), dialect)
-            return Fragment(
-                f"SELECT {_COLUMNS} FROM q_text CROSS JOIN entries AS e "
-                "ON e.log = ? AND e.leaf_index = q_text.rowid - ? "
-                "WHERE q_text MATCH ? AND q_text.rowid BETWEEN ? AND ? "
-                "AND substr(e.body, 1, 1) = x'7b' AND ",
-                (log, dialect.low, " AND ".join(phrases), dialect.low, dialect.high),
-            ) + where + tail
-        where = compile_where(query, dialect)
-        return Fragment(f"SELECT {_COLUMNS} FROM entries AS e WHERE e.log = ? AND ", (log,)) + where + tail
+    def plan(self, log: str, query: Node, order: Order = "newest", limit: int = 100,
+             after: Position | None = None) -> tuple[Fragment, Driver]:
+        """The SELECT for one page and the index that drives it (see :mod:`.sqlite_plan`)."""
+        log_id = self._log_id(log)
+        return page_sql(self.store._reader, log, log_id or 0, query, order, limit, after,
+                        self.primary_key)
 
     def search(
         self,
@@ -225,9 +177,9 @@ class SQLiteSearch:
         log_id = self._log_id(log)
         if log_id is None:
             return []
-        sql = self.plan(log, log_id, query, order, limit, after)
-        rows = self.store._reader.execute(sql.sql, sql.params).fetchall()
-        return [_entry(row) for row in rows]
+        conn = self.store._reader
+        sql, _driver = page_sql(conn, log, log_id, query, order, limit, after, self.primary_key)
+        return [_entry(row) for row in conn.execute(sql.sql, sql.params).fetchall()]
 
     def close(self) -> None:
         """Nothing to release: reads use the store's per-thread connections."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -34,19 +34,22 @@ def load_body(body: bytes) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def _values(value: Any) -> Iterator[str]:
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, bool) or value is None:
-        return
-    elif isinstance(value, int | float):
-        yield orjson.dumps(value).decode()
-    elif isinstance(value, Mapping):
+def _collect(value: Any, parts: list[str]) -> None:
+    """Append every string and number below ``value`` to ``parts`` (depth-first)."""
+    kind = type(value)
+    if kind is str:
+        parts.append(value)
+    elif kind is dict:
         for item in value.values():
-            yield from _values(item)
-    elif isinstance(value, list):
+            _collect(item, parts)
+    elif kind is list:
         for item in value:
-            yield from _values(item)
+            _collect(item, parts)
+    elif kind is int or kind is float:
+        parts.append(orjson.dumps(value).decode())
+    elif isinstance(value, Mapping):  # any other mapping (callers outside the hot path)
+        for item in value.values():
+            _collect(item, parts)
 
 
 def event_text(event: Mapping[str, Any]) -> str:
@@ -56,8 +59,11 @@ def event_text(event: Mapping[str, Any]) -> str:
         if key in _SKIP_TOP:
             continue
         if key == "producer" and isinstance(value, Mapping):
-            value = {k: v for k, v in value.items() if k != "seq"}
-        parts.extend(_values(value))
+            producer_id = value.get("id")
+            if isinstance(producer_id, str):
+                parts.append(producer_id)
+            continue
+        _collect(value, parts)
     return " ".join(parts)
 
 
