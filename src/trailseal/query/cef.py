@@ -35,27 +35,29 @@ _VALUE_ESCAPES = {"\\": "\\\\", "=": "\\=", "\n": "\\n", "\r": "\\r"}
 _HEADER_RE = re.compile(r"[\\|\r\n]")
 _VALUE_RE = re.compile(r"[\\=\r\n]")
 _CONTROL_RE = re.compile(r"[\x00-\x09\x0b\x0c\x0e-\x1f\x7f]")
+_HEADER_SPECIAL = re.compile(r"[\\|\x00-\x1f\x7f]")
+_VALUE_SPECIAL = re.compile(r"[\\=\x00-\x1f\x7f]")
 
 
 def escape_header(value: str) -> str:
     """A CEF header field: backslash and pipe escaped, line breaks and controls as spaces."""
+    if not _HEADER_SPECIAL.search(value):
+        return value
     value = _HEADER_RE.sub(lambda m: _HEADER_ESCAPES[m.group()], value)
     return _CONTROL_RE.sub(" ", value)
 
 
 def escape_value(value: str) -> str:
     """A CEF extension value: backslash, equals, CR and LF escaped; other controls as spaces."""
+    if not _VALUE_SPECIAL.search(value):
+        return value
     value = _VALUE_RE.sub(lambda m: _VALUE_ESCAPES[m.group()], value)
     return _CONTROL_RE.sub(" ", value)
 
 
-def _get(event: Mapping[str, Any], *path: str) -> Any:
-    node: Any = event
-    for key in path:
-        if not isinstance(node, Mapping):
-            return None
-        node = node.get(key)
-    return node
+def _part(event: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = event.get(key)
+    return value if type(value) is dict else {}
 
 
 def cef_line(event: Mapping[str, Any], leaf_index: int) -> str:
@@ -67,7 +69,8 @@ def cef_line(event: Mapping[str, Any], leaf_index: int) -> str:
         "CEF:0", "trailseal", "trailseal", escape_header(__version__), escape_header(action),
         escape_header(name), str(SEVERITY.get(str(outcome), 3)),
     ]
-    ip = _get(event, "actor", "ip")
+    actor, resource, source = _part(event, "actor"), _part(event, "resource"), _part(event, "source")
+    ip = actor.get("ip")
     ipv6 = isinstance(ip, str) and ":" in ip
     pairs: list[tuple[str, Any]] = [
         ("rt", epoch_ms(str(event.get("time", "")))),
@@ -75,23 +78,23 @@ def cef_line(event: Mapping[str, Any], leaf_index: int) -> str:
         ("act", action),
         ("outcome", outcome),
         ("cat", action.split(".", 1)[0]),
-        ("suser", _get(event, "actor", "id")),
+        ("suser", actor.get("id")),
         ("c6a2" if ipv6 else "src", ip),
-        ("requestClientApplication", _get(event, "actor", "user_agent")),
+        ("requestClientApplication", actor.get("user_agent")),
         ("reason", event.get("reason")),
-        ("destinationServiceName", _get(event, "source", "service")),
-        ("dvchost", _get(event, "source", "host")),
+        ("destinationServiceName", source.get("service")),
+        ("dvchost", source.get("host")),
     ]
     if ipv6:
         pairs.append(("c6a2Label", "Source IPv6 Address"))
     for key, label, value in (
         ("cs1", "requestId", event.get("request_id")),
         ("cs2", "traceId", event.get("trace_id")),
-        ("cs3", "resourceType", _get(event, "resource", "type")),
-        ("cs4", "resourceId", _get(event, "resource", "id")),
+        ("cs3", "resourceType", resource.get("type")),
+        ("cs4", "resourceId", resource.get("id")),
         ("cs5", "log", event.get("log")),
-        ("cs6", "environment", _get(event, "source", "environment")),
-        ("flexString1", "region", _get(event, "source", "region")),
+        ("cs6", "environment", source.get("environment")),
+        ("flexString1", "region", source.get("region")),
         ("cn1", "leafIndex", leaf_index),
     ):
         if value is not None:

@@ -51,7 +51,7 @@ CSV_COLUMNS: tuple[str, ...] = (
 )
 _JSON_COLUMNS = frozenset({"before", "after", "metadata"})
 _INT_COLUMNS = frozenset({"producer.seq", "schema.version"})
-_FORMULA = ("=", "+", "-", "@", "\t", "\r", "'")
+_FORMULA_FIRST = frozenset("=+-@\t\r'")
 
 
 def check_format(fmt: str) -> str:
@@ -61,29 +61,40 @@ def check_format(fmt: str) -> str:
     return fmt
 
 
-def _cell(value: Any, column: str) -> str:
+def _text(value: Any) -> str:
+    """A string cell, defused against spreadsheet formulas (see the module docstring)."""
     if value is None:
         return ""
-    if column in _JSON_COLUMNS:
-        return canonicalize(value).decode()
-    if column in _INT_COLUMNS or column == "leaf_index":
-        return str(value)
-    text = str(value)
-    return "'" + text if text.startswith(_FORMULA) else text
+    text = value if type(value) is str else str(value)
+    return "'" + text if text[:1] in _FORMULA_FIRST and text else text
+
+
+def _json(value: Any) -> str:
+    return "" if value is None else canonicalize(value).decode()
+
+
+def _part(event: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = event.get(key)
+    return value if type(value) is dict else {}
 
 
 def csv_row(event: Mapping[str, Any], leaf_index: int) -> list[str]:
     """The CSV cells of one envelope, in :data:`CSV_COLUMNS` order."""
-    cells: list[str] = []
-    for column in CSV_COLUMNS:
-        if column == "leaf_index":
-            cells.append(str(leaf_index))
-            continue
-        node: Any = event
-        for key in column.split("."):
-            node = node.get(key) if isinstance(node, Mapping) else None
-        cells.append(_cell(node, column))
-    return cells
+    actor, resource, source = _part(event, "actor"), _part(event, "resource"), _part(event, "source")
+    producer, schema = _part(event, "producer"), _part(event, "schema")
+    seq, version = producer.get("seq"), schema.get("version")
+    return [
+        str(leaf_index), _text(event.get("id")), _text(event.get("time")),
+        _text(event.get("received_at")), _text(event.get("log")), _text(event.get("action")),
+        _text(event.get("outcome")), _text(actor.get("id")), _text(actor.get("type")),
+        _text(actor.get("ip")), _text(actor.get("user_agent")), _text(resource.get("type")),
+        _text(resource.get("id")), _text(resource.get("name")), _text(event.get("request_id")),
+        _text(event.get("trace_id")), _text(event.get("span_id")), _text(source.get("service")),
+        _text(source.get("host")), _text(source.get("region")), _text(source.get("environment")),
+        _text(producer.get("id")), "" if seq is None else str(seq), _text(schema.get("id")),
+        "" if version is None else str(version), _text(event.get("reason")),
+        _json(event.get("before")), _json(event.get("after")), _json(event.get("metadata")),
+    ]
 
 
 def csv_event(record: Mapping[str, str]) -> dict[str, Any]:

@@ -26,6 +26,7 @@ milliseconds, ``metadata`` with ``product`` and ``version``) and each class's ow
 from __future__ import annotations
 
 import base64
+import functools
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -85,6 +86,7 @@ def epoch_ms(time: str) -> int | None:
     return (moment - _EPOCH) // _MS
 
 
+@functools.lru_cache(maxsize=4096)
 def classify(action: str) -> tuple[int, int]:
     """``(class_uid, activity_id)`` for an action (see the module docstring).
 
@@ -120,13 +122,10 @@ def classify(action: str) -> tuple[int, int]:
     return 6003, 99
 
 
-def _get(event: Mapping[str, Any], *path: str) -> Any:
-    node: Any = event
-    for key in path:
-        if not isinstance(node, Mapping):
-            return None
-        node = node.get(key)
-    return node
+def _part(event: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    """A sub-object of the envelope (``{}`` when absent or not an object)."""
+    value = event.get(key)
+    return value if type(value) is dict else {}
 
 
 def _drop_none(value: dict[str, Any]) -> dict[str, Any]:
@@ -150,15 +149,11 @@ def ocsf_event(event: Mapping[str, Any], leaf_index: int, leaf_hash: bytes) -> d
     outcome = str(event.get("outcome") or "")
     status_id, status = _STATUS.get(outcome, (0, "Unknown"))
     severity_id, severity = _SEVERITY.get(outcome, (1, "Informational"))
-    actor_id = _get(event, "actor", "id")
-    actor_type = _get(event, "actor", "type")
-    resource_type = _get(event, "resource", "type")
-    resource_id = _get(event, "resource", "id")
-    resource_name = _get(event, "resource", "name")
-    service = _get(event, "source", "service")
-    host = _get(event, "source", "host")
-    ip = _get(event, "actor", "ip")
-    user_agent = _get(event, "actor", "user_agent")
+    actor, resource, source = _part(event, "actor"), _part(event, "resource"), _part(event, "source")
+    actor_id, actor_type = actor.get("id"), actor.get("type")
+    resource_type, resource_id, resource_name = resource.get("type"), resource.get("id"), resource.get("name")
+    service, host = source.get("service"), source.get("host")
+    ip, user_agent = actor.get("ip"), actor.get("user_agent")
     activity_name = ACTIVITIES[class_uid][activity_id]
     out: dict[str, Any] = {
         "activity_id": activity_id,
@@ -195,8 +190,8 @@ def ocsf_event(event: Mapping[str, Any], leaf_index: int, leaf_hash: bytes) -> d
             "trailseal": _drop_none({
                 "log": event.get("log"), "leaf_index": leaf_index,
                 "leaf_hash": base64.b64encode(leaf_hash).decode(),
-                "environment": _get(event, "source", "environment"),
-                "region": _get(event, "source", "region"),
+                "environment": source.get("environment"),
+                "region": source.get("region"),
                 "producer": event.get("producer"), "span_id": event.get("span_id"),
             }),
             "before": event.get("before"),
