@@ -17,31 +17,14 @@ from __future__ import annotations
 
 import os
 import platform
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from hashlib import sha256
 from typing import Any
 
+from core import Result, _best  # bench/core.py: one Result row type and timer for both
 from trailseal.core.canonical import canonicalize
 from trailseal.core.event import Event
 from trailseal.core.hashing import leaf_hash
-
-
-@dataclass(frozen=True)
-class Result:
-    """One benchmark row (same fields as ``bench/core.py``'s ``Result``): rates per second."""
-
-    name: str
-    unit: str
-    rate: float
-    raw_rate: float
-    target: float | None = None
-
-    @property
-    def ratio(self) -> float:
-        """Measured rate over the bare-SHA-256 rate of the same canonical bytes."""
-        return self.rate / self.raw_rate
 
 
 def realistic_event(n: int, *, floats: bool = False) -> dict[str, Any]:
@@ -62,15 +45,6 @@ def realistic_event(n: int, *, floats: bool = False) -> dict[str, Any]:
         "after": {"policies": ["read", "write"], "max_session": 3600},
         "metadata": metadata,
     }
-
-
-def _best(rounds: int, fn: Callable[[], object]) -> float:
-    best = float("inf")
-    for _ in range(rounds):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def bench_canonical(count: int = 20_000, rounds: int = 7) -> list[Result]:

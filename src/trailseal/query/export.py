@@ -66,7 +66,7 @@ def _text(value: Any) -> str:
     if value is None:
         return ""
     text = value if type(value) is str else str(value)
-    return "'" + text if text[:1] in _FORMULA_FIRST and text else text
+    return "'" + text if text[:1] in _FORMULA_FIRST else text
 
 
 def _json(value: Any) -> str:
