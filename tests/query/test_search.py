@@ -305,3 +305,41 @@ def test_pruned_payloads_are_not_found_by_their_content(tmp_path: Path) -> None:
     every = list(iter_matches(search, LOG, parse("time:2026-11-01")))
     assert len(every) == 7 and sum(e.pruned is not None for e in every) == 1
     store.close()
+
+
+# -- planning --------------------------------------------------------------------------------
+def test_the_planner_picks_a_driver_by_measured_selectivity(loaded: Loaded) -> None:
+    def driver(q: str) -> tuple[str, str | None]:
+        _sql, chosen = loaded.search.plan(LOG, parse(q, now=loaded.now))
+        return chosen.kind, chosen.index
+
+    story = loaded.events[100]
+    top_actor = collections.Counter(e["actor"]["id"] for e in loaded.events).most_common(1)[0][0]
+    assert driver(f"request_id:{story['request_id']}") == ("text", None)
+    assert driver("deadlock outcome:failure") == ("text", None)
+    assert driver(f"actor.id:{top_actor}") == ("ordered", "q_entries_actor")
+    assert driver("action:auth.login outcome:denied") == ("ordered", "q_entries_action")
+    assert driver("action:kms.key.rot*") == ("index", "q_entries_action")
+    assert driver("outcome:denied action:auth.*") == ("ordered", "q_entries_time")
+    assert driver("id:awk-sql-1") == ("index", "entries_event_id")
+    assert driver("leaf_index:[100 TO 120]") == ("index", loaded.search.primary_key)
+    assert driver("time:[2026-11-01T02:00:00Z TO 2026-11-01T02:05:00Z]") == ("index", "q_entries_time")
+    assert driver("source.environment:prod") == ("ordered", "q_entries_time")
+
+
+def test_cursors_start_the_index_range_at_the_keyset(loaded: Loaded) -> None:
+    q = "time:[2026-11-01T01:00:00Z TO 2026-11-01T04:00:00Z] outcome:success"
+    node = parse(q, now=loaded.now)
+    for order in ("oldest", "newest"):
+        first = loaded.search.search(LOG, node, order=order, limit=20)  # type: ignore[arg-type]
+        sql, _driver = loaded.search.plan(LOG, node, order, 20, position_of(first[-1]))  # type: ignore[arg-type]
+        plan = " ".join(row[3] for row in loaded.store._reader.execute("EXPLAIN QUERY PLAN " + sql.sql, sql.params))
+        assert "(time,leaf_index)" in plan, plan
+        pages, after = [], None
+        while True:
+            page = loaded.search.search(LOG, node, order=order, limit=97, after=after)  # type: ignore[arg-type]
+            pages += page
+            if len(page) < 97:
+                break
+            after = position_of(page[-1])
+        assert [e.leaf_index for e in pages] == [e.leaf_index for e in loaded.search.search(LOG, node, order=order, limit=10_000)]  # type: ignore[arg-type]

@@ -77,7 +77,9 @@ class _Local:
         self.search = search_for(self.store)
 
     def log(self, log: str | None) -> str:
-        name = log or "default"
+        from trailseal.server.settings import Settings
+
+        name = log or Settings.from_env().default_log
         if self.store.get_log(name) is None:
             raise NotFoundError(f"log {name!r} does not exist in {self.data_dir}")
         return name

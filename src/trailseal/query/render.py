@@ -46,6 +46,8 @@ def _summary(timeline: Timeline) -> str:
         parts.append(f"{len(timeline.gaps)} sequence gaps")
     if timeline.truncated:
         parts.append("TRUNCATED (raise --limit)")
+    if not timeline.gaps_complete:
+        parts.append("gap check partial (span too busy)")
     span = f"{timeline.start} → {timeline.end}" if timeline.start else "no events"
     return f"{span} · " + " · ".join(parts)
 

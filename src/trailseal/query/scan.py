@@ -129,6 +129,12 @@ def _phrase(words: list[str], vocabulary: frozenset[str], wanted: tuple[str, ...
     return False
 
 
+def text_matches(event: dict[str, Any], raw: str, prefix: bool) -> bool:
+    """Free text ``raw`` (a prefix when ``prefix``) among an envelope's words."""
+    words = tokens(event_text(event))
+    return _phrase(words, frozenset(words), _wanted(raw), prefix)
+
+
 def matches(node: Node, row: _Row) -> bool:
     """Whether the entry matches ``node`` (two-valued: an absent field is simply false)."""
     if isinstance(node, MatchAll):

@@ -8,15 +8,17 @@ module counts its matches, up to :data:`PROBE_CAP`, with an index-only probe, an
 1. **a selective driver** — the term (or terms) with the fewest matches under the cap:
    the full-text index (free text and ``token`` fields, all such terms intersected in one
    ``MATCH``; the rest is checked on each hit), the ``(log, action|actor_id, ...)`` index for a
-   prefix or a list of values, the event-id index, or the primary key for a leaf-index range.
+   prefix or a list of values, ``(log, time, ...)`` for a time range, the event-id index, or the
+   primary key for a leaf-index range.
    At most ``PROBE_CAP`` rows are then filtered and sorted;
 2. **otherwise an ordered scan** — ``(log, actor_id, time, ...)`` or ``(log, action, time, ...)``
    for an exact actor or action, else ``(log, time, ...)``: rows come out in result order, every
    filter is checked as they pass, and the page stops after ``limit`` matches however broad the
    filters are.
 
+How many matches still make a term "selective" grows with the log (:func:`driver_limit`).
 ``INDEXED BY`` pins the choice (and fails loudly should an index go missing). Free text that
-does not drive is checked per row through the full-text index's rowid (``EXISTS``).
+does not drive is checked on each row's own text (``q_match``).
 """
 
 from __future__ import annotations
@@ -24,20 +26,36 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 
-from trailseal.query.ast import AnyOf, Compare, Node, Pattern, Text, all_of, conjuncts
+from trailseal.query.ast import And, AnyOf, Compare, Node, Not, Or, Pattern, Text, all_of, conjuncts
 from trailseal.query.compiler import Fragment, compile_where
 from trailseal.query.search import Order, Position
 from trailseal.query.sqlite_dialect import SQLiteDialect, fts_string, prefix_upper
 
-PROBE_CAP = 30_000
-"""Above this many matches a term no longer drives: sorting them would cost more than
-scanning in order (~50 ms either way at 10M events; see BENCHMARKS.md)."""
+PROBE_CAP = 40_000
+"""The most matches a probe counts (the driver limit at ~16M events)."""
 
-COLUMNS = (
-    "e.log, e.leaf_index, e.event_id, e.leaf_hash, e.content_hash, e.body, e.time, "
-    "e.received_at, e.action, e.actor_id, e.resource_type, e.resource_id, e.outcome, "
-    "e.request_id, e.trace_id, e.source_service"
-)
+
+def driver_limit(size: int, text: bool) -> int:
+    """Up to how many matches a term drives, for a log of ``size`` events.
+
+    Driving costs ~15 µs per match (fetch the row, sort); scanning in order costs ~3 µs per row
+    (~28 µs when free text is checked on the row) and needs ~50 * size / matches rows for a page.
+    The costs meet at sqrt(50 * size * scan / drive): the limit keeps the worse of the two
+    plans near its best (about 450 ms at 10M events for a text term, ~100 ms for the rest).
+    """
+    ratio = 28 / 15 if text else 3 / 15
+    return max(1000, min(PROBE_CAP, int((50 * size * ratio) ** 0.5)))
+
+_COLUMNS = ("log", "leaf_index", "event_id", "leaf_hash", "content_hash", "body", "time",
+            "received_at", "action", "actor_id", "resource_type", "resource_id", "outcome",
+            "request_id", "trace_id", "source_service")
+
+
+def columns(alias: str) -> str:
+    """The ``entries`` columns in ``LeafEntry`` order, qualified by ``alias``."""
+    return ", ".join(f"{alias}.{name}" for name in _COLUMNS)
+
+
 _ORDERED = {"actor_id": "q_entries_actor", "action": "q_entries_action"}
 
 
@@ -101,6 +119,19 @@ def _range_probe(conn: sqlite3.Connection, log: str, term: Node) -> tuple[str, i
     return None
 
 
+def _time_probe(conn: sqlite3.Connection, log: str, terms: list[Node]) -> int | None:
+    """Matches of the top-level ``time`` bounds (``None`` when there are none)."""
+    clauses, params = [], []
+    for term in terms:
+        if isinstance(term, Compare) and term.field.column == "time" and isinstance(term.value, str):
+            clauses.append(f"time {term.op} ?")
+            params.append(term.value)
+    if not clauses:
+        return None
+    return _count(conn, "SELECT 1 FROM entries INDEXED BY q_entries_time WHERE log = ? AND "
+                  + " AND ".join(clauses), (log, *params))
+
+
 def _leaf_span(terms: list[Node]) -> int | None:
     """How many leaf indexes the top-level ``leaf_index`` bounds allow (``None``: unbounded)."""
     low, high = None, None
@@ -118,10 +149,20 @@ def _leaf_span(terms: list[Node]) -> int | None:
     return max(0, high - low + 1)
 
 
+def _has_text(node: Node) -> bool:
+    if isinstance(node, Text):
+        return True
+    if isinstance(node, And | Or):
+        return any(_has_text(n) for n in node.items)
+    return isinstance(node, Not) and _has_text(node.item)
+
+
 def choose(conn: sqlite3.Connection, log: str, log_id: int, query: Node,
            primary_key: str | None) -> tuple[Driver, list[str]]:
     """The driver for ``query`` and the FTS phrases it intersects (for a text driver)."""
     terms = conjuncts(query)
+    row = conn.execute("SELECT MAX(leaf_index) FROM entries WHERE log = ?", (log,)).fetchone()
+    limit = driver_limit(int(row[0] or 0) + 1, _has_text(query))
     dialect = SQLiteDialect(log_id)
     candidates: list[Driver] = []
     phrases = [p for t in terms if (p := token_phrase(t)) is not None]
@@ -137,10 +178,13 @@ def choose(conn: sqlite3.Connection, log: str, log_id: int, query: Node,
         probe = _range_probe(conn, log, term)
         if probe is not None:
             candidates.append(Driver("index", probe[0], probe[1]))
+    window = _time_probe(conn, log, terms)
+    if window is not None:
+        candidates.append(Driver("index", "q_entries_time", window))
     span = _leaf_span(terms)
     if span is not None and primary_key is not None:
         candidates.append(Driver("index", primary_key, span))
-    selective = [c for c in candidates if c.matches is not None and c.matches < PROBE_CAP]
+    selective = [c for c in candidates if c.matches is not None and c.matches < limit]
     if selective:
         return min(selective, key=lambda c: c.matches or 0), phrases
     for column in ("actor_id", "action"):
@@ -150,25 +194,47 @@ def choose(conn: sqlite3.Connection, log: str, log_id: int, query: Node,
 
 
 def page_sql(conn: sqlite3.Connection, log: str, log_id: int, query: Node, order: Order,
-             limit: int, after: Position | None, primary_key: str | None) -> tuple[Fragment, Driver]:
-    """The SELECT for one page and the driver it uses."""
-    driver, phrases = choose(conn, log, log_id, query, primary_key)
+             limit: int, after: Position | None, driver: Driver, phrases: list[str]) -> Fragment:
+    """The SELECT for one page with the chosen driver.
+
+    With a keyset (``after``) the query's own time bound on the side the scan starts from is
+    written ``+e.time`` so SQLite starts the index range at the keyset, not at the bound (else
+    every page would rescan the window from its start). The bound is still checked; it is
+    implied by any cursor of this query.
+    """
     dialect = SQLiteDialect(log_id)
     direction = "DESC" if order == "newest" else "ASC"
+    terms = conjuncts(query)
     tail = Fragment("")
     if after is not None:
         cmp = "<" if order == "newest" else ">"
-        tail = Fragment(f" AND (e.time, e.leaf_index) {cmp} (?, ?)", (after.time, after.leaf_index))
+        starts = ("<", "<=") if order == "newest" else (">", ">=")
+        moved = [t for t in terms if isinstance(t, Compare) and t.field.column == "time" and t.op in starts]
+        terms = [t for t in terms if not any(t is m for m in moved)]
+        for term in moved:
+            assert isinstance(term, Compare)
+            tail += Fragment(f" AND +e.time {term.op} ?", (term.value,))
+        tail += Fragment(f" AND (e.time, e.leaf_index) {cmp} (?, ?)", (after.time, after.leaf_index))
     tail += Fragment(f" ORDER BY e.time {direction}, e.leaf_index {direction} LIMIT ?", (limit,))
+    if driver.kind == "ordered":  # rows come in result order: no sort, stop after the page
+        head = Fragment(f"SELECT {columns('e')} FROM entries AS e INDEXED BY {driver.index} "
+                        "WHERE e.log = ? AND ", (log,))
+        return head + compile_where(all_of(terms), dialect) + tail
+    # A selective driver: sort only (time, leaf_index) of the matches, then read the page's rows
+    # (sorting whole rows, bodies included, costs three times as much).
     if driver.kind == "text":
-        residual = all_of([t for t in conjuncts(query) if not isinstance(t, Text)])
-        head = Fragment(
-            f"SELECT {COLUMNS} FROM q_text CROSS JOIN entries AS e "
+        residual = all_of([t for t in terms if not isinstance(t, Text)])
+        inner = Fragment(
+            "SELECT e.leaf_index AS li, e.time AS t FROM q_text CROSS JOIN entries AS e "
             "ON e.log = ? AND e.leaf_index = q_text.rowid - ? "
             "WHERE q_text MATCH ? AND q_text.rowid BETWEEN ? AND ? "
             "AND substr(e.body, 1, 1) = x'7b' AND ",
-            (log, dialect.low, " AND ".join(phrases), dialect.low, dialect.high))
-        return head + compile_where(residual, dialect) + tail, driver
-    head = Fragment(f"SELECT {COLUMNS} FROM entries AS e INDEXED BY {driver.index} "
-                    "WHERE e.log = ? AND ", (log,))
-    return head + compile_where(query, dialect) + tail, driver
+            (log, dialect.low, " AND ".join(phrases), dialect.low, dialect.high),
+        ) + compile_where(residual, dialect) + tail
+    else:
+        inner = Fragment(f"SELECT e.leaf_index AS li, e.time AS t FROM entries AS e "
+                         f"INDEXED BY {driver.index} WHERE e.log = ? AND ", (log,)) \
+            + compile_where(all_of(terms), dialect) + tail
+    return (Fragment(f"SELECT {columns('o')} FROM (") + inner
+            + Fragment(f") AS top CROSS JOIN entries AS o ON o.log = ? AND o.leaf_index = top.li "
+                       f"ORDER BY top.t {direction}, top.li {direction}", (log,)))

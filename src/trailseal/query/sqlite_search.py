@@ -10,7 +10,8 @@ Schema (component ``query``, applied with ``SQLiteStore.apply_migrations``)::
 
 Why these: the three B-tree indexes end in ``(time, leaf_index)`` so the commonest filters come
 out already in result order (a page of a heavy actor costs a page of index reads, never a
-sort); their keys are append-mostly, so each batch dirties few pages. High-cardinality values
+sort); a batch dirties about one page per distinct action or actor in it, and the time index
+only its right edge. High-cardinality values
 (request, trace and span ids, resource ids, IPs, metadata values) would each need a B-tree with
 random keys — one dirtied page per event per index at scale — so they are found through the
 full-text index instead (an LSM: one new segment per batch) and then checked exactly. Existing
@@ -19,23 +20,28 @@ indexes (the primary key, ``(log, event_id)``) serve ``leaf_index:`` and ``id:``
 The full-text rows are written inside the append transaction by an append hook (an FTS5 insert
 from a trigger would flush a segment per row), from the stored bytes, so search never lags
 ingest. Pruned entries (tombstone bodies) keep their tokens in the contentless index but every
-full-text match is checked against the body, so a pruned payload is never found by its text.
+full-text match is checked against the body, so a pruned payload is never found by its text
+(and a restored one is found again).
+
+Which index answers a given query is decided per query by :mod:`trailseal.query.sqlite_plan`.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 import weakref
 from collections.abc import Sequence
 from typing import Any
 
 from trailseal.query.ast import Node
 from trailseal.query.compiler import Fragment
+from trailseal.query.scan import text_matches
 from trailseal.query.search import Order, Position
 from trailseal.query.sqlite_dialect import LOG_SHIFT
-from trailseal.query.sqlite_plan import Driver, page_sql
-from trailseal.query.text import body_text
+from trailseal.query.sqlite_plan import Driver, choose, page_sql
+from trailseal.query.text import body_text, load_body
 from trailseal.storage.base import LeafEntry
 from trailseal.storage.sqlite.store import SQLiteStore
 
@@ -55,14 +61,15 @@ MIGRATIONS: tuple[str, ...] = (
 )
 
 _CATCH_UP_BATCH = 5000
+_PLAN_CACHE = 256
+_READ_CACHE_KIB = 32 * 1024  # per read connection (one per server thread)
+_PLAN_TTL = 10.0  # seconds: the data may change what is selective, slowly
 _instances: weakref.WeakKeyDictionary[SQLiteStore, SQLiteSearch] = weakref.WeakKeyDictionary()
 _instances_lock = threading.Lock()
 
 
 def _entry(row: tuple[Any, ...]) -> LeafEntry:
-    values = list(row)
-    values[3], values[4], values[5] = bytes(values[3]), bytes(values[4]), bytes(values[5])
-    return LeafEntry(*values)
+    return LeafEntry(*row)  # sqlite3 hands BLOBs back as bytes already
 
 
 def _log_state(conn: sqlite3.Connection, log: str) -> tuple[int, int]:
@@ -105,6 +112,14 @@ def index_pending(conn: sqlite3.Connection, log: str, limit: int | None = None,
     return len(rows)
 
 
+def _q_match(body: bytes | None, raw: str, prefix: int) -> int:
+    """SQL ``q_match(body, text, prefix)``: the reference free-text match on a stored body."""
+    if body is None:
+        return 0
+    event = load_body(bytes(body))
+    return int(event is not None and text_matches(event, raw, bool(prefix)))
+
+
 def _hook(conn: sqlite3.Connection, log: str, entries: Sequence[LeafEntry]) -> None:
     index_pending(conn, log, entries=entries)
 
@@ -120,6 +135,9 @@ class SQLiteSearch:
             "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'entries' "
             "AND name LIKE 'sqlite_autoindex_entries_%' ORDER BY name LIMIT 1").fetchone()
         self.primary_key: str | None = row[0] if row else None
+        self._plans: dict[tuple[str, Node], tuple[float, Driver, list[str]]] = {}
+        self._plans_lock = threading.Lock()
+        self._local = threading.local()
         self.catch_up()
 
     # -- indexing ----------------------------------------------------------------------------
@@ -157,12 +175,38 @@ class SQLiteSearch:
         return None if log_id is None else int(log_id)
 
     # -- search ------------------------------------------------------------------------------
+    def driver(self, log: str, log_id: int, query: Node) -> tuple[Driver, list[str]]:
+        """The driver for ``query`` (probed; remembered for a few seconds, so the pages of an
+        export do not probe again)."""
+        key = (log, query)
+        now = time.monotonic()
+        with self._plans_lock:
+            found = self._plans.get(key)
+            if found is not None and found[0] > now:
+                return found[1], found[2]
+        driver, phrases = choose(self._connection(), log, log_id, query, self.primary_key)
+        with self._plans_lock:
+            if len(self._plans) >= _PLAN_CACHE:
+                self._plans.clear()
+            self._plans[key] = (now + _PLAN_TTL, driver, phrases)
+        return driver, phrases
+
     def plan(self, log: str, query: Node, order: Order = "newest", limit: int = 100,
              after: Position | None = None) -> tuple[Fragment, Driver]:
         """The SELECT for one page and the index that drives it (see :mod:`.sqlite_plan`)."""
-        log_id = self._log_id(log)
-        return page_sql(self.store._reader, log, log_id or 0, query, order, limit, after,
-                        self.primary_key)
+        log_id = self._log_id(log) or 0
+        driver, phrases = self.driver(log, log_id, query)
+        return page_sql(self._connection(), log, log_id, query, order, limit, after, driver,
+                        phrases), driver
+
+    def _connection(self) -> sqlite3.Connection:
+        """This thread's read connection, set up once: ``q_match`` and a larger page cache."""
+        conn = self.store._reader
+        if getattr(self._local, "conn", None) is not conn:
+            conn.create_function("q_match", 3, _q_match, deterministic=True)
+            conn.execute(f"PRAGMA cache_size=-{_READ_CACHE_KIB}")
+            self._local.conn = conn
+        return conn
 
     def search(
         self,
@@ -177,8 +221,8 @@ class SQLiteSearch:
         log_id = self._log_id(log)
         if log_id is None:
             return []
-        conn = self.store._reader
-        sql, _driver = page_sql(conn, log, log_id, query, order, limit, after, self.primary_key)
+        conn = self._connection()
+        sql, _driver = self.plan(log, query, order, limit, after)
         return [_entry(row) for row in conn.execute(sql.sql, sql.params).fetchall()]
 
     def close(self) -> None:

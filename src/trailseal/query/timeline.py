@@ -19,7 +19,8 @@ service, with:
   paths; lists compared whole);
 * **gaps**: for every producer in the timeline, the producer's sequence numbers within the
   timeline's time span (read from the log, not only the selected events) where one jumps by
-  more than one — events lost between the producer and the trail, or not (yet) delivered.
+  more than one — events lost between the producer and the trail, or not (yet) delivered. The
+  span is read in one pass of at most 100,000 events; past that ``gaps_complete`` is false.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from typing import Any
 from trailseal.core.errors import FormatError
 from trailseal.core.event import format_time
 from trailseal.query.ast import AnyOf, Compare, Node, all_of
-from trailseal.query.fields import FIELDS, lookup
+from trailseal.query.fields import FIELDS
 from trailseal.query.parser import parse
 from trailseal.query.search import SearchStore, iter_matches
 from trailseal.query.text import load_body
@@ -150,6 +151,7 @@ class Timeline:
     events: list[TimelineEvent]
     gaps: list[Gap]
     truncated: bool
+    gaps_complete: bool = True
     start: str | None = None
     end: str | None = None
 
@@ -180,6 +182,7 @@ class Timeline:
             ],
             "events": [e.to_json() for e in self.events],
             "gaps": [g.to_json() for g in self.gaps],
+            "gaps_complete": self.gaps_complete,
         }
 
 
@@ -253,26 +256,32 @@ def correlate(events: list[TimelineEvent]) -> None:
         e.depth = depth
 
 
-def find_gaps(search: SearchStore, log: str, events: list[TimelineEvent]) -> list[Gap]:
-    """Sequence jumps of the producers seen in ``events`` within their time span."""
-    if not events:
-        return []
-    start, end = events[0].time, events[-1].time
-    gaps: list[Gap] = []
-    for producer in sorted({e.producer for e in events if e.producer and e.seq is not None}):
-        node = all_of([Compare(lookup("producer.id"), "=", producer),
-                       Compare(FIELDS["time"], ">=", start), Compare(FIELDS["time"], "<=", end)])
-        seen: dict[int, str] = {}
-        for entry in iter_matches(search, log, node, limit=_GAP_SCAN_LIMIT):
-            event = load_body(entry.body) or {}
-            seq = (event.get("producer") or {}).get("seq")
+def find_gaps(search: SearchStore, log: str, events: list[TimelineEvent]) -> tuple[list[Gap], bool]:
+    """Sequence jumps of the producers seen in ``events``, read from every event of the log in
+    their time span (one pass, at most ``_GAP_SCAN_LIMIT`` events); ``(gaps, complete)``."""
+    producers = {e.producer for e in events if e.producer and e.seq is not None}
+    if not producers:
+        return [], True
+    span = all_of([Compare(FIELDS["time"], ">=", events[0].time),
+                   Compare(FIELDS["time"], "<=", events[-1].time)])
+    seen: dict[str, dict[int, str]] = {p: {} for p in producers}
+    scanned = 0
+    for entry in iter_matches(search, log, span, limit=_GAP_SCAN_LIMIT):
+        scanned += 1
+        event = load_body(entry.body) or {}
+        producer = event.get("producer")
+        if isinstance(producer, Mapping) and producer.get("id") in seen:
+            seq = producer.get("seq")
             if isinstance(seq, int) and not isinstance(seq, bool):
-                seen.setdefault(seq, entry.time)
-        ordered = sorted(seen)
+                seen[str(producer["id"])].setdefault(seq, entry.time)
+    gaps: list[Gap] = []
+    for producer in sorted(seen):
+        numbers = seen[producer]
+        ordered = sorted(numbers)
         for low, high in pairwise(ordered):
             if high > low + 1:
-                gaps.append(Gap(producer, low, high, high - low - 1, seen[low], seen[high]))
-    return gaps
+                gaps.append(Gap(producer, low, high, high - low - 1, numbers[low], numbers[high]))
+    return gaps, scanned < _GAP_SCAN_LIMIT
 
 
 def _window(around: str, window: str | None, before: str | None, after: str | None,
@@ -341,9 +350,10 @@ def build_timeline(
     events = [t for e in selected[:limit] if (t := _timeline_event(e)) is not None]
     events.sort(key=lambda e: (e.time, e.leaf_index))
     correlate(events)
+    gaps, gaps_complete = find_gaps(search, log, events)
     return Timeline(
         log=log, title=title, selector=selector, events=events,
-        gaps=find_gaps(search, log, events), truncated=truncated,
+        gaps=gaps, gaps_complete=gaps_complete, truncated=truncated,
         start=events[0].time if events else selector.get("from"),
         end=events[-1].time if events else selector.get("to"),
     )
