@@ -234,6 +234,7 @@ def export_rates(store: SQLiteStore, target: int) -> dict[str, tuple[int, float]
             for chunk in export_chunks(iter_matches(search, LOG, parse(q)), fmt):
                 sink.write(chunk)
                 events += chunk.count(b"\n")
+        events -= fmt == "csv"  # the header line
         out[fmt] = (events, events / (time.perf_counter() - began))
     return out
 
@@ -273,6 +274,48 @@ def ingest_ratio(total: int, rounds: int, seed: int, workdir: Path) -> dict[str,
             "full_off": full[False], "full_on": full[True], "full_ratio": full[True] / full[False]}
 
 
+def scale_ratio(db: Path, total: int, seed: int, rounds: int) -> dict[str, Any]:
+    """Commit rate of ``total`` more events on the loaded store, with its query indexes and on
+    a copy without them (indexes dropped): the write cost where the indexes are big."""
+    import sqlite3
+
+    bare = db.with_name(db.stem + "-noindex.db")
+    shutil.copyfile(db, bare)
+    conn = sqlite3.connect(bare, isolation_level=None)
+    conn.execute("PRAGMA secure_delete=OFF")  # dropping must not zero gigabytes of pages
+    for statement in ("DROP INDEX q_entries_time", "DROP INDEX q_entries_action",
+                      "DROP INDEX q_entries_actor", "DROP TABLE q_text", "DROP TABLE q_logs",
+                      "DELETE FROM schema_migrations WHERE component = 'query'"):
+        conn.execute(statement)
+    conn.close()
+    rng = random.Random(seed + 7)
+    events = [e for _, e in zip(range(total * rounds * 2), Generator(seed + 1234, start=dt.datetime(2026, 12, 5, tzinfo=dt.UTC)), strict=False)]
+    items = [prepared(fast_prepare(e, _received(e["time"], rng))) for e in events]
+    rates: dict[bool, list[float]] = {False: [], True: []}
+    try:
+        done = 0
+        for round_ in range(rounds):
+            for indexed in ((True, False) if round_ % 2 == 0 else (False, True)):
+                store = SQLiteStore(db if indexed else bare)
+                if indexed:
+                    search_for(store)
+                keyring = Keyring.generate(ORIGIN, SIGNED_AT)
+                # each store continues its own log; events are fresh for both (ids unique)
+                seq = LogSequencer(store, LOG, ORIGIN, keyring, lambda: SIGNED_AT)
+                batch = items[done : done + total]
+                done += total
+                began = time.perf_counter()
+                for start in range(0, len(batch), 2000):
+                    seq.commit([Request(batch[start : start + 2000])])
+                rates[indexed].append(total / (time.perf_counter() - began))
+                store.close()
+    finally:
+        for suffix in ("", "-wal", "-shm"):
+            Path(str(bare) + suffix).unlink(missing_ok=True)
+    off, on = statistics.median(rates[False]), statistics.median(rates[True])
+    return {"off": off, "on": on, "ratio": on / off, "rounds": rates}
+
+
 def iter_report(stats: dict[str, Any]) -> Iterator[str]:
     yield f"ingest (commit path, {stats['events']:,} events x {stats['rounds_n']} rounds, median):"
     yield (f"  indexes off {stats['ratio']['off']:>9,.0f} ev/s   on {stats['ratio']['on']:>9,.0f} ev/s"
@@ -292,6 +335,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--skip-ratio", action="store_true")
+    parser.add_argument("--scale-ratio", type=int, default=0, metavar="N",
+                        help="also commit N more events per round on the loaded store with its "
+                             "indexes and on a copy without them (needs the disk for a copy)")
+    parser.add_argument("--only-ratio", action="store_true", help="skip the queries and exports")
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="ts-query-bench-"))
@@ -310,16 +357,23 @@ def main() -> None:
             load(db, args.events, args.seed)
             print(f"  load took {time.perf_counter() - began:,.0f} s; database "
                   f"{db.stat().st_size / 1e9:.2f} GB", flush=True)
-        store = SQLiteStore(db)
-        size = store.tree_size(LOG)
-        print(f"\nqueries on {size:,} events (first page of 50, newest first; {args.reps} runs each, ms):")
-        print(f"  {'kind':<10} {'query':<52} {'p50':>8} {'p95':>8} {'rows':>7}")
-        for kind, label, p50, p95, rows in query_suite(store, args.reps, args.seed):
-            print(f"  {kind:<10} {label:<52} {p50:>8.1f} {p95:>8.1f} {rows:>7.0f}", flush=True)
-        print(f"\nexport of the first ~{args.export_events:,} events by time:")
-        for fmt, (events, rate) in export_rates(store, args.export_events).items():
-            print(f"  {fmt:<7} {events:>10,} events  {rate:>9,.0f} ev/s  (target >= 50,000)", flush=True)
-        store.close()
+        if not args.only_ratio:
+            store = SQLiteStore(db)
+            size = store.tree_size(LOG)
+            print(f"\nqueries on {size:,} events (first page of 50, newest first; {args.reps} runs each, ms):")
+            print(f"  {'kind':<10} {'query':<52} {'p50':>8} {'p95':>8} {'rows':>7}")
+            for kind, label, p50, p95, rows in query_suite(store, args.reps, args.seed):
+                print(f"  {kind:<10} {label:<52} {p50:>8.1f} {p95:>8.1f} {rows:>7.0f}", flush=True)
+            print(f"\nexport of the first ~{args.export_events:,} events by time:")
+            for fmt, (events, rate) in export_rates(store, args.export_events).items():
+                print(f"  {fmt:<7} {events:>10,} events  {rate:>9,.0f} ev/s  (target >= 50,000)", flush=True)
+            store.close()
+        if args.scale_ratio:
+            at = scale_ratio(db, args.scale_ratio, args.seed, args.rounds)
+            print(f"\ningest on the loaded store ({args.scale_ratio:,} more events x {args.rounds} "
+                  f"rounds, batches of 2,000, synchronous=FULL, median):")
+            print(f"  indexes off {at['off']:>9,.0f} ev/s   on {at['on']:>9,.0f} ev/s   "
+                  f"ratio {at['ratio']:.2f}", flush=True)
         if not args.skip_ratio:
             ratio = ingest_ratio(args.ratio_events, args.rounds, args.seed, workdir)
             print()
