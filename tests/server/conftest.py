@@ -14,6 +14,7 @@ from trailseal.server.settings import Limits, Settings
 def make_settings(tmp_path: Path, **overrides: object) -> Settings:
     # Authentication off unless a test asks for it (the access tests pass auth_required=True).
     base = Settings(data_dir=tmp_path / "data", server_name="test.example", auth_required=False,
+                    writer_process=False,  # the writer process has its own tests (test_writer_process.py)
                     limits=Limits(max_body_bytes=1_000_000, max_event_bytes=8_000, max_depth=16,
                                   max_events_per_request=500))
     from dataclasses import replace

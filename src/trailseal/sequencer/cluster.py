@@ -31,7 +31,7 @@ from trailseal.core.errors import ConflictError, FormatError, OverloadedError, T
 from trailseal.core.keys import Keyring
 from trailseal.core.receipt import Receipt
 from trailseal.sequencer.runner import Sequencer, SequencerConfig, SequencerUnavailable
-from trailseal.sequencer.types import Prepared
+from trailseal.sequencer.types import Item, Prepared
 from trailseal.sequencer.wire import decode_request, encode_request
 from trailseal.storage.base import Store
 
@@ -317,7 +317,7 @@ class ClusterSequencer(Sequencer):
 
     # -- submission --------------------------------------------------------------------------
     def submit_future(
-        self, log: str, events: Sequence[Prepared], *, want_proofs: bool = False
+        self, log: str, events: Sequence[Item], *, want_proofs: bool = False
     ) -> concurrent.futures.Future[list[Receipt]]:
         """Commit here when this node leads ``log``; otherwise hand over through the outbox."""
         with self._route:

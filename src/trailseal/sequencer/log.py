@@ -25,7 +25,7 @@ from trailseal.core.errors import ConflictError, VerificationError
 from trailseal.core.keys import Keyring
 from trailseal.core.merkle import prove_inclusion
 from trailseal.core.tiles import TILE_HEIGHT, TILE_WIDTH, node_from_tiles
-from trailseal.sequencer.types import Prepared, Receipt
+from trailseal.sequencer.types import Item, Receipt
 from trailseal.storage.base import CheckpointRecord, LeafEntry, Store, TileReader, TileWrite
 from trailseal.storage.proofs import node_reader, receipt_for
 
@@ -36,31 +36,31 @@ _HASH = 32
 class Request:
     """One producer request: its events succeed or fail together."""
 
-    events: Sequence[Prepared]
+    events: Sequence[Item]
     want_proofs: bool = False
     receipts: list[Receipt] | None = None
     error: BaseException | None = None
 
 
-def _leaf_entry(log: str, leaf_index: int, item: Prepared) -> LeafEntry:
-    event = item.event
+def _leaf_entry(log: str, leaf_index: int, item: Item) -> LeafEntry:
+    c = item.leaf_columns()
     return LeafEntry(
         log=log,
         leaf_index=leaf_index,
-        event_id=event.id,
+        event_id=c.id,
         leaf_hash=item.leaf_hash,
         content_hash=item.content_hash,
         body=item.body,
-        time=event.time,
-        received_at=event.received_at or "",
-        action=event.action,
-        actor_id=event.actor.id,
-        resource_type=event.resource.type,
-        resource_id=event.resource.id,
-        outcome=event.outcome,
-        request_id=event.request_id,
-        trace_id=event.trace_id,
-        source_service=event.source.service if event.source else None,
+        time=c.time,
+        received_at=c.received_at,
+        action=c.action,
+        actor_id=c.actor_id,
+        resource_type=c.resource_type,
+        resource_id=c.resource_id,
+        outcome=c.outcome,
+        request_id=c.request_id,
+        trace_id=c.trace_id,
+        source_service=c.source_service,
     )
 
 
@@ -120,17 +120,17 @@ class LogSequencer:
         return self.range.end
 
     # -- batches -----------------------------------------------------------------------------
-    def _dedupe(self, requests: Sequence[Request]) -> list[tuple[Request, list[Prepared | Receipt]]]:
+    def _dedupe(self, requests: Sequence[Request]) -> list[tuple[Request, list[Item | Receipt]]]:
         """Resolve retries; returns per surviving request its fresh events or prior receipts."""
-        ids = [item.event.id for req in requests for item in req.events]
+        ids = [item.event_id for req in requests for item in req.events]
         stored = self.store.lookup_ids(self.log, ids) if ids else {}
         seen: dict[str, bytes] = {}
-        plan: list[tuple[Request, list[Prepared | Receipt]]] = []
+        plan: list[tuple[Request, list[Item | Receipt]]] = []
         for req in requests:
-            parts: list[Prepared | Receipt] = []
+            parts: list[Item | Receipt] = []
             try:
                 for item in req.events:
-                    event_id = item.event.id
+                    event_id = item.event_id
                     if event_id in stored:
                         leaf_index, content_hash = stored[event_id]
                         if content_hash != item.content_hash:
@@ -150,8 +150,8 @@ class LogSequencer:
                     else:
                         parts.append(item)
                 for part in parts:
-                    if isinstance(part, Prepared):
-                        seen.setdefault(part.event.id, part.content_hash)
+                    if not isinstance(part, Receipt):
+                        seen.setdefault(part.event_id, part.content_hash)
             except ConflictError as exc:
                 req.error = exc
                 continue
@@ -179,9 +179,9 @@ class LogSequencer:
         tiles: list[TileWrite] = []
         for _req, parts in plan:
             for item in parts:
-                if isinstance(item, Prepared) and item.event.id not in index_of:
+                if not isinstance(item, Receipt) and item.event_id not in index_of:
                     leaf_index = work.end
-                    index_of[item.event.id] = leaf_index
+                    index_of[item.event_id] = leaf_index
                     entries.append(_leaf_entry(self.log, leaf_index, item))
                     work.append(item.leaf_hash, visit)
                     # Full tiles are cut off the edge as soon as they fill.
@@ -226,7 +226,7 @@ class LogSequencer:
 
     def _finish(
         self,
-        plan: list[tuple[Request, list[Prepared | Receipt]]],
+        plan: list[tuple[Request, list[Item | Receipt]]],
         index_of: dict[str, int],
         record: CheckpointRecord | None,
         nodes: dict[tuple[int, int], bytes],
@@ -244,7 +244,7 @@ class LogSequencer:
                     receipts.append(item)
                     continue
                 assert record is not None
-                leaf_index = index_of[item.event.id]
+                leaf_index = index_of[item.event_id]
                 proof = (
                     tuple(prove_inclusion(leaf_index, record.tree_size, get_node))
                     if req.want_proofs
@@ -252,7 +252,7 @@ class LogSequencer:
                 )
                 receipts.append(
                     Receipt(
-                        id=item.event.id,
+                        id=item.event_id,
                         log=self.log,
                         leaf_index=leaf_index,
                         leaf_hash=item.leaf_hash,

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from trailseal.core.errors import OverloadedError, TrailsealError
 from trailseal.core.keys import Keyring
 from trailseal.sequencer.log import LogSequencer, Request
-from trailseal.sequencer.types import Prepared, Receipt
+from trailseal.sequencer.types import Item, Receipt
 from trailseal.storage.base import Store
 
 _log = logging.getLogger("trailseal.sequencer")
@@ -169,7 +169,7 @@ class Sequencer:
             return started
 
     def submit_future(
-        self, log: str, events: Sequence[Prepared], *, want_proofs: bool = False
+        self, log: str, events: Sequence[Item], *, want_proofs: bool = False
     ) -> concurrent.futures.Future[list[Receipt]]:
         """Queue one request; the future resolves after its batch committed (fsync)."""
         worker = self.worker(log)
@@ -182,13 +182,13 @@ class Sequencer:
         return future
 
     async def submit(
-        self, log: str, events: Sequence[Prepared], *, want_proofs: bool = False
+        self, log: str, events: Sequence[Item], *, want_proofs: bool = False
     ) -> list[Receipt]:
         """Async form of :meth:`submit_future`."""
         return await asyncio.wrap_future(self.submit_future(log, events, want_proofs=want_proofs))
 
     def submit_sync(
-        self, log: str, events: Sequence[Prepared], *, want_proofs: bool = False
+        self, log: str, events: Sequence[Item], *, want_proofs: bool = False
     ) -> list[Receipt]:
         """Blocking form, for the CLI and embedding."""
         return self.submit_future(log, events, want_proofs=want_proofs).result()

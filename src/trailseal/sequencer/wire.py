@@ -19,7 +19,7 @@ from trailseal.core.canonical import loads
 from trailseal.core.errors import FormatError
 from trailseal.core.event import Event
 from trailseal.core.hashing import leaf_hash
-from trailseal.sequencer.types import Prepared
+from trailseal.sequencer.types import Item, Prepared
 
 _LENGTH = struct.Struct(">I")
 _HASH = 32
@@ -42,7 +42,7 @@ def decode_event(record: bytes) -> Prepared:
     return Prepared(event=event, body=body, leaf_hash=leaf_hash(body), content_hash=content_hash)
 
 
-def encode_request(items: Sequence[Prepared]) -> bytes:
+def encode_request(items: Sequence[Item]) -> bytes:
     """A whole request (the outbox payload)."""
     out = bytearray()
     for item in items:

@@ -38,6 +38,9 @@ class Settings:
     batch_max_wait_ms: float = 5.0
     queue_max_events: int = 50_000
     max_inflight_requests: int = 256
+    # SQLite, one node: run the log writers in their own process (docs/operations.md); False keeps
+    # them on a thread of the API process (tests that inject a clock, embedding)
+    writer_process: bool = True
     retry_after_seconds: int = 1
     # access (docs/security.md): API keys / OIDC tokens, roles per tenant, self-audit
     auth_required: bool = True

@@ -1,0 +1,327 @@
+"""``ProcessSequencer``: the log writers in a child process, behind the :class:`Sequencer` API.
+
+In one Python process the writer thread and the request handlers share the GIL: every time the
+writer comes back from SQLite (which releases the GIL for I/O) it waits for the event loop to
+let go, so commits stretch and the receipt → checkpoint time grows with the request load. With
+``writer_process`` on (the default of ``trailseal serve`` on SQLite), the sequencer runs in its
+own process instead and the two use both cores::
+
+    API process                                      writer process
+    ───────────                                      ──────────────
+    HTTP, pipeline stages, reads                     Sequencer (group commit, one thread per log)
+    submit() ── admission (503 when full) ──►        re-hash, commit + fsync, sign checkpoint
+             ◄── receipts, or the request's error ──
+
+The API process keeps admission (``queue_max_events``, answered at once with
+:class:`~trailseal.core.errors.OverloadedError`), so backpressure is unchanged. Requests travel
+as :class:`~trailseal.sequencer.types.Staged` values (the canonical bytes, hashes and the store's
+columns), pickled over a pipe: the writer does not rebuild envelopes. Receipts are sent only after the commit, so
+a crash of either process loses no acknowledged event: the writer exits when the API process
+goes away (end of file on the pipe) after committing what it holds, and a new writer waits on
+``writer.lock`` (an exclusive ``flock`` the old one holds until it exits), so two writers never
+append to one log. If the writer dies, pending and later requests fail with
+:class:`~trailseal.sequencer.runner.SequencerUnavailable` (503) and ``/readyz`` reports it.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import fcntl
+import functools
+import itertools
+import logging
+import multiprocessing
+import multiprocessing.connection
+import os
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from trailseal.core.errors import ConflictError, FormatError, OverloadedError, TrailsealError
+from trailseal.core.keys import Keyring
+from trailseal.sequencer.runner import Sequencer, SequencerConfig, SequencerUnavailable
+from trailseal.sequencer.types import Item, Prepared, Receipt
+from trailseal.storage.base import Store
+
+__all__ = ["ProcessSequencer", "WriterFactory"]
+
+_log = logging.getLogger("trailseal.sequencer")
+
+WriterFactory = Callable[[SequencerConfig], Sequencer]
+"""Builds the child's in-process :class:`Sequencer` (must be picklable: a module-level function
+or a :func:`functools.partial` of one)."""
+
+_START_TIMEOUT = 120.0  # the writer restores each log's frontier from the store before "ready"
+_CALL_TIMEOUT = 60.0
+
+
+def _error_record(exc: BaseException) -> dict[str, Any]:
+    if isinstance(exc, ConflictError):
+        return {"kind": "conflict", "detail": str(exc), "event_id": exc.event_id}
+    if isinstance(exc, FormatError):
+        return {"kind": "format", "detail": str(exc)}
+    if isinstance(exc, OverloadedError):
+        return {"kind": "overloaded", "detail": str(exc), "retry_after": exc.retry_after}
+    return {"kind": "unavailable", "detail": f"{type(exc).__name__}: {exc}"}
+
+
+def _error_from(record: dict[str, Any]) -> TrailsealError:
+    detail = str(record.get("detail", "request failed in the writer process"))
+    kind = record.get("kind")
+    if kind == "conflict":
+        return ConflictError(detail, event_id=str(record.get("event_id", "")))
+    if kind == "format":
+        return FormatError(detail)
+    if kind == "overloaded":
+        return OverloadedError(detail, retry_after=float(record.get("retry_after", 1.0)))
+    return SequencerUnavailable(detail)
+
+
+class _WriterState:
+    """What ``/readyz`` reads for a log: the writer's failure, if it stopped."""
+
+    def __init__(self, owner: ProcessSequencer) -> None:
+        self._owner = owner
+
+    @property
+    def failure(self) -> BaseException | None:
+        return self._owner.failure
+
+
+class ProcessSequencer(Sequencer):
+    """A :class:`Sequencer` whose writers run in a child process (see the module docs)."""
+
+    def __init__(
+        self,
+        store: Store,
+        keyring_for: Callable[[str], Keyring],
+        origin_for: Callable[[str], str],
+        clock: Callable[[], str],
+        config: SequencerConfig,
+        *,
+        factory: WriterFactory,
+        lock_path: Path,
+    ) -> None:
+        super().__init__(store, keyring_for, origin_for, clock, config)
+        self.failure: BaseException | None = None
+        self._ids = itertools.count(1)
+        self._pending: dict[int, tuple[concurrent.futures.Future[Any], int]] = {}
+        self._pending_lock = threading.Lock()
+        self._send_lock = threading.Lock()
+        self._started_logs: set[str] = set()
+        context = multiprocessing.get_context("spawn")
+        parent, child = context.Pipe(duplex=True)
+        # The child bounds nothing itself: admission happens here, before a request is sent.
+        child_config = replace(config, queue_max_events=2**62)
+        self._process = context.Process(
+            target=_child_main, args=(child, factory, child_config, str(lock_path)),
+            name="trailseal-writer", daemon=True,
+        )
+        self._process.start()
+        child.close()
+        self._conn: multiprocessing.connection.Connection = parent
+        if not parent.poll(_START_TIMEOUT):
+            self._process.kill()
+            raise SequencerUnavailable(f"writer process did not start within {_START_TIMEOUT:.0f} s")
+        try:
+            hello = parent.recv()
+        except EOFError:
+            self._process.join(5)
+            raise SequencerUnavailable(
+                f"writer process exited at start (exit code {self._process.exitcode}); see its log"
+            ) from None
+        if hello[0] != "ready":
+            self._process.join(5)
+            raise SequencerUnavailable(f"writer process failed to start: {hello[1]}")
+        self._reader = threading.Thread(target=self._read_loop, name="writer-receipts", daemon=True)
+        self._reader.start()
+
+    @property
+    def pid(self) -> int | None:
+        """The writer process id."""
+        return self._process.pid
+
+    # -- calls -------------------------------------------------------------------------------
+    def _call(self, op: str, *args: Any, size: int = 0) -> concurrent.futures.Future[Any]:
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        if self.failure is not None:
+            future.set_exception(SequencerUnavailable(f"writer process stopped: {self.failure}"))
+            return future
+        call_id = next(self._ids)
+        with self._pending_lock:
+            self._pending[call_id] = (future, size)
+        try:
+            with self._send_lock:
+                self._conn.send((op, call_id, *args))
+        except (OSError, ValueError) as exc:
+            self._fail(exc)
+        return future
+
+    def _read_loop(self) -> None:
+        while True:
+            try:
+                kind, call_id, value = self._conn.recv()
+            except (EOFError, OSError) as exc:
+                self._process.join(2)
+                code = self._process.exitcode
+                self._fail(exc if self._closed else SequencerUnavailable(
+                    f"writer process exited (exit code {code})"))
+                return
+            with self._pending_lock:
+                future, size = self._pending.pop(call_id, (None, 0))
+            if size:
+                self._release(size)
+            if future is None:
+                continue
+            if kind == "ok":
+                future.set_result(value)
+            else:
+                future.set_exception(_error_from(value))
+
+    def _fail(self, exc: BaseException) -> None:
+        if self.failure is None:
+            self.failure = exc
+            if not self._closed:
+                _log.error("writer process failed: %s", exc)
+        with self._pending_lock:
+            pending = list(self._pending.values())
+            self._pending.clear()
+        for future, size in pending:
+            if size:
+                self._release(size)
+            if not future.done():
+                future.set_exception(SequencerUnavailable(f"writer process stopped: {exc}"))
+
+    def _wait(self, future: concurrent.futures.Future[Any]) -> Any:
+        try:
+            return future.result(_CALL_TIMEOUT)
+        except concurrent.futures.TimeoutError:
+            raise SequencerUnavailable(f"writer process did not answer within {_CALL_TIMEOUT:.0f} s") from None
+
+    # -- the Sequencer API -------------------------------------------------------------------
+    def worker(self, log: str) -> Any:
+        """Start ``log``'s writer in the child (restores its frontier) and return its state."""
+        if log not in self._started_logs:
+            self._wait(self._call("start", log))
+            self._started_logs.add(log)
+        return _WriterState(self)
+
+    def submit_future(
+        self, log: str, events: Sequence[Item], *, want_proofs: bool = False
+    ) -> concurrent.futures.Future[list[Receipt]]:
+        """Queue one request in the writer; resolves after its batch committed (fsync)."""
+        if self.failure is not None:
+            raise SequencerUnavailable(f"log {log}: writer process stopped: {self.failure}")
+        size = max(1, len(events))
+        self._admit(size)
+        staged = [e.staged() if isinstance(e, Prepared) else e for e in events]
+        return self._call("submit", log, staged, want_proofs, size=size)
+
+    def tree_size(self, log: str) -> int:
+        """Committed size of a log, as the writer holds it."""
+        return int(self._wait(self._call("tree_size", log)))
+
+    def receipt_for(self, log: str, leaf_index: int) -> Receipt:
+        """Receipt of a committed leaf (with its inclusion proof)."""
+        receipt: Receipt = self._wait(self._call("receipt_for", log, leaf_index))
+        return receipt
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Stop admitting, let the writer drain and exit, wait for it."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        if self.failure is None:
+            with contextlib.suppress(OSError, ValueError), self._send_lock:
+                self._conn.send(("close", 0))
+        self._process.join(timeout)
+        if self._process.is_alive():
+            _log.error("writer process did not stop within %.0f s; killing it", timeout)
+            self._process.kill()
+            self._process.join(5)
+        self._reader.join(5)
+        self._conn.close()
+
+
+# -- the child ---------------------------------------------------------------------------------
+def _start(sequencer: Sequencer, log: str) -> None:
+    sequencer.worker(log)
+
+
+_CALLS: dict[str, Callable[..., Any]] = {
+    "start": _start,
+    "tree_size": Sequencer.tree_size,
+    "receipt_for": Sequencer.receipt_for,
+}
+
+
+def _child_main(
+    conn: multiprocessing.connection.Connection, factory: WriterFactory, config: SequencerConfig, lock_path: str
+) -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s writer %(levelname)s %(message)s")
+    # A previous writer (its API process was killed) may still be finishing its last commit.
+    lock = open(lock_path, "a+")  # noqa: SIM115 - held for the process lifetime
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    lock.seek(0)
+    lock.truncate()
+    lock.write(str(os.getpid()))
+    lock.flush()
+    try:
+        sequencer = factory(config)
+    except BaseException as exc:
+        conn.send(("failed", f"{type(exc).__name__}: {exc}"))
+        raise
+    send_lock = threading.Lock()
+
+    def reply(call_id: int, kind: str, value: Any) -> None:
+        with send_lock, contextlib.suppress(OSError, ValueError):
+            conn.send((kind, call_id, value))
+
+    def answer(call_id: int, run: Callable[[], Any]) -> None:
+        try:
+            value = run()
+        except BaseException as exc:  # every failure goes back to the caller
+            reply(call_id, "err", _error_record(exc))
+        else:
+            reply(call_id, "ok", value)
+
+    def submitted(call_id: int) -> Callable[[concurrent.futures.Future[list[Receipt]]], None]:
+        def done(future: concurrent.futures.Future[list[Receipt]]) -> None:
+            exc = future.exception()
+            if exc is not None:
+                reply(call_id, "err", _error_record(exc))
+            else:
+                reply(call_id, "ok", future.result())
+        return done
+
+    conn.send(("ready", os.getpid()))
+    try:
+        while True:
+            try:
+                message = conn.recv()
+            except (EOFError, OSError):
+                break  # the API process is gone: commit what is queued, then exit
+            op, call_id = message[0], message[1]
+            if op == "close":
+                break
+            if op == "submit":
+                _, _, log, payload, want_proofs = message
+                try:
+                    future = sequencer.submit_future(log, payload, want_proofs=want_proofs)
+                except BaseException as exc:
+                    reply(call_id, "err", _error_record(exc))
+                else:
+                    future.add_done_callback(submitted(call_id))
+            elif op in _CALLS:
+                answer(call_id, functools.partial(_CALLS[op], sequencer, *message[2:]))
+            else:
+                reply(call_id, "err", {"kind": "format", "detail": f"unknown writer call {op!r}"})
+    finally:
+        sequencer.close()
+        sequencer.store.close()
+        conn.close()
+        lock.close()
