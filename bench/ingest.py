@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import multiprocessing as mp
+import os
 import shutil
 import signal
 import socket
@@ -169,16 +170,40 @@ def tree_size(data: Path) -> int:
     return int(size)
 
 
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its children (the writer process, multiprocessing's resource tracker)."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        children = []
+    return [pid, *map(int, children)]
+
+
 def rss_kb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
+    """Resident memory of the server: the API process and its writer process together."""
+    total = 0
+    for member in process_tree(pid):
+        for line in Path(f"/proc/{member}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1])
+    return total
+
+
+def cpu_seconds(pid: int) -> dict[int, float]:
+    """User + system CPU seconds so far of each process of the server."""
+    out = {}
+    for member in process_tree(pid):
+        fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        out[member] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="short runs (smoke test)")
+    parser.add_argument("--clients", type=int, default=4, help="client processes for (b) [default 4]")
+    parser.add_argument("--writer-thread", action="store_true",
+                        help="run the server with its writers on a thread (one process) instead")
     parser.add_argument("--store", help="postgresql://...: run the scale-out figures (bench/scaleout.py) instead")
     parser.add_argument("--nats", help="with --store: also JetStream mode against this nats:// URL")
     args = parser.parse_args()
@@ -198,25 +223,34 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="ts-bench-e2e-"))
     try:
         data, port = tmp / "data", free_port()
-        server = start_server(data, port)
+        layout = ("--writer-thread",) if args.writer_thread else ()
+        server = start_server(data, port, *layout)
         try:
-            full = run_load(port, clients=4, seconds=seconds)
+            time.sleep(0.5)
+            cpu_before = cpu_seconds(server.pid)
+            full = run_load(port, clients=args.clients, seconds=seconds)
+            cpu_after = cpu_seconds(server.pid)
             before = tree_size(data)
-            half_rate = full["events_per_s"] / 2 / 4
-            half = run_load(port, clients=4, seconds=seconds, rate_per_client=half_rate)
+            half_rate = full["events_per_s"] / 2 / args.clients
+            half = run_load(port, clients=args.clients, seconds=seconds, rate_per_client=half_rate)
             lag = checkpoint_lag_p99(data, before)
         finally:
             server.send_signal(signal.SIGTERM)
             server.wait(60)
-        print("(b) end to end, 4 client processes x batches of 100 over HTTP")
+        per_event = {pid: (cpu_after[pid] - cpu_before.get(pid, 0.0)) / max(1, full["acked"]) * 1e6
+                     for pid in cpu_after}
+        print(f"(b) end to end, {args.clients} client processes x batches of 100 over HTTP"
+              f"{' (writers on a thread)' if args.writer_thread else ''}")
         print(f"    full load             {full['events_per_s']:>10,.0f} events/s acknowledged "
               f"(p50 {full['p50_ms']:.1f} ms, p99 {full['p99_ms']:.1f} ms per batch)  (target >= 20,000)")
+        print("    server CPU per event  " + ", ".join(
+            f"{'API' if pid == server.pid else 'writer'} {us:.0f} µs" for pid, us in per_event.items() if us > 0.5))
         print(f"    half load             {half['events_per_s']:>10,.0f} events/s "
               f"(p50 {half['p50_ms']:.1f} ms, p99 {half['p99_ms']:.1f} ms)")
         print(f"    receipt -> checkpoint p99 {lag:>6.1f} ms at half load (target < 100 ms)")
 
         data2, port2 = tmp / "data2", free_port()
-        server = start_server(data2, port2, "--queue-max-events", "2000")
+        server = start_server(data2, port2, "--queue-max-events", "2000", *layout)
         try:
             run_load(port2, clients=2, seconds=2)
             run_load(port2, clients=2, seconds=seconds)
@@ -228,7 +262,7 @@ def main() -> None:
             server.wait(60)
         share = five["rejected_requests"] / max(1, five["rejected_requests"] + five["acked"] / 100)
         print("(c) memory under overload (queue bound 2,000 events)")
-        print(f"    RSS at 1x load        {rss1 / 1024:>10.1f} MiB")
+        print(f"    RSS at 1x load        {rss1 / 1024:>10.1f} MiB (API and writer processes)")
         print(f"    RSS at 5x load        {rss5 / 1024:>10.1f} MiB  ratio {rss5 / max(1, rss1):.2f} "
               f"(target within 1.20); {share:.0%} of requests answered 503")
     finally:
