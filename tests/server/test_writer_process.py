@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import os
 import signal
@@ -18,8 +19,9 @@ from tests.factories import make_event
 from tests.server.conftest import make_settings
 from trailseal.core.errors import ConflictError, OverloadedError
 from trailseal.core.ids import new_event_id
+from trailseal.core.receipt import Receipt
 from trailseal.pipeline.prepare import prepare
-from trailseal.sequencer.process import ProcessSequencer
+from trailseal.sequencer.process import ProcessSequencer, astuple_receipt
 from trailseal.sequencer.runner import SequencerUnavailable
 from trailseal.server.app import create_app
 from trailseal.server.runtime import Runtime, utc_now
@@ -118,3 +120,10 @@ def test_a_new_writer_waits_for_the_old_one_to_let_go(tmp_path: Path) -> None:
         assert receipts[0].leaf_index == 0
     finally:
         built[0].close()
+
+
+def test_receipts_survive_the_wire_form() -> None:
+    receipt = Receipt(id="e1", log="default", leaf_index=3, leaf_hash=b"\x01" * 32, tree_size=9,
+                      checkpoint="example.com/log\n9\nAAAA\n", inclusion_proof=(b"\x02" * 32,), duplicate=True)
+    assert Receipt(*astuple_receipt(receipt)) == receipt
+    assert len(astuple_receipt(receipt)) == len(dataclasses.fields(Receipt))
