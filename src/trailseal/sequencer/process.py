@@ -34,6 +34,8 @@ import logging
 import multiprocessing
 import multiprocessing.connection
 import os
+import queue
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -128,7 +130,7 @@ class ProcessSequencer(Sequencer):
         self._ids = itertools.count(1)
         self._pending: dict[int, tuple[concurrent.futures.Future[Any], int]] = {}
         self._pending_lock = threading.Lock()
-        self._send_lock = threading.Lock()
+        self._outbox: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
         self._started_logs: set[str] = set()
         context = multiprocessing.get_context("spawn")
         parent, child = context.Pipe(duplex=True)
@@ -156,6 +158,8 @@ class ProcessSequencer(Sequencer):
             raise SequencerUnavailable(f"writer process failed to start: {hello[1]}")
         self._reader = threading.Thread(target=self._read_loop, name="writer-receipts", daemon=True)
         self._reader.start()
+        self._sender = threading.Thread(target=self._send_loop, name="writer-requests", daemon=True)
+        self._sender.start()
 
     @property
     def pid(self) -> int | None:
@@ -171,12 +175,21 @@ class ProcessSequencer(Sequencer):
         call_id = next(self._ids)
         with self._pending_lock:
             self._pending[call_id] = (future, size)
-        try:
-            with self._send_lock:
-                self._conn.send((op, call_id, *args))
-        except (OSError, ValueError) as exc:
-            self._fail(exc)
+        self._outbox.put((op, call_id, *args))
         return future
+
+    def _send_loop(self) -> None:
+        # Pickling and writing happen here, never on the event loop: a write blocks while the
+        # socket buffer is full (a request of 100 events is larger than it).
+        while True:
+            message = self._outbox.get()
+            if message is None:
+                return
+            try:
+                self._conn.send(message)
+            except (OSError, ValueError) as exc:
+                self._fail(exc)
+                return
 
     def _read_loop(self) -> None:
         while True:
@@ -254,9 +267,9 @@ class ProcessSequencer(Sequencer):
             if self._closed:
                 return
             self._closed = True
-        if self.failure is None:
-            with contextlib.suppress(OSError, ValueError), self._send_lock:
-                self._conn.send(("close", 0))
+        self._outbox.put(("close", 0))
+        self._outbox.put(None)
+        self._sender.join(timeout)
         self._process.join(timeout)
         if self._process.is_alive():
             _log.error("writer process did not stop within %.0f s; killing it", timeout)
@@ -282,6 +295,10 @@ def _child_main(
     conn: multiprocessing.connection.Connection, factory: WriterFactory, config: SequencerConfig, lock_path: str
 ) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s writer %(levelname)s %(message)s")
+    # This process is ours: hand the GIL over sooner than the default 5 ms, so the thread that
+    # reads requests is not held up behind a commit's Python work (and the API process's writes
+    # do not wait on a full socket buffer).
+    sys.setswitchinterval(0.0005)
     # A previous writer (its API process was killed) may still be finishing its last commit.
     lock = open(lock_path, "a+")  # noqa: SIM115 - held for the process lifetime
     fcntl.flock(lock, fcntl.LOCK_EX)
