@@ -21,7 +21,11 @@ def make_spool(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Calla
     opened: list[Spool] = []
 
     def make() -> Spool:
-        spool: Spool = MemorySpool("p-1") if request.param == "memory" else SQLiteSpool(tmp_path / "s.db", producer_id="p-1")
+        spool: Spool = (
+            MemorySpool("p-1")
+            if request.param == "memory"
+            else SQLiteSpool(tmp_path / "s.db", producer_id="p-1")
+        )
         opened.append(spool)
         return spool
 
@@ -37,12 +41,17 @@ def bodies(spool: Spool, limit: int = 1000) -> list[dict[str, object]]:
     return [orjson.loads(r.body) for r in spool.head(limit)]
 
 
-def test_append_stamps_gap_free_seq_per_log_and_keeps_order(make_spool: Callable[[], Spool]) -> None:
+def test_append_stamps_gap_free_seq_per_log_and_keeps_order(
+    make_spool: Callable[[], Spool],
+) -> None:
     spool = make_spool()
     assert spool.append([item(0), item(1), item(2, "acme"), item(3)]) == 4
     assert spool.append([item(4, "acme")]) == 1
     first = bodies(spool)
-    assert [(e["n"], e["producer"]) for e in first] == [(0, {"id": "p-1", "seq": 0}), (1, {"id": "p-1", "seq": 1})]
+    assert [(e["n"], e["producer"]) for e in first] == [
+        (0, {"id": "p-1", "seq": 0}),
+        (1, {"id": "p-1", "seq": 1}),
+    ]
     head = spool.head(10)
     spool.remove_through(head[-1].position)
     run = bodies(spool)  # the head run is for log "acme" now
@@ -69,7 +78,10 @@ def test_dead_letters_leave_the_spool(make_spool: Callable[[], Spool]) -> None:
     spool.dead_letter([head[1], head[3]], 422, "actor.id: required")
     assert [e["n"] for e in bodies(spool)] == [0, 2]
     dead = spool.dead_letters()
-    assert [(d.event()["n"], d.status, d.reason) for d in dead] == [(1, 422, "actor.id: required"), (3, 422, "actor.id: required")]
+    assert [(d.event()["n"], d.status, d.reason) for d in dead] == [
+        (1, 422, "actor.id: required"),
+        (3, 422, "actor.id: required"),
+    ]
     count, size = spool.pending()
     assert count == 2 and size == sum(len(r.body) for r in spool.head(10))
 
@@ -113,3 +125,40 @@ def test_sqlite_spool_is_locked_to_one_client(tmp_path: Path) -> None:
 def test_sqlite_spool_rejects_unknown_sync_mode(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="sync"):
         SQLiteSpool(tmp_path / "s.db", sync="sometimes")
+
+
+def test_batches_read_past_those_in_flight_and_are_removed_in_any_order(
+    make_spool: Callable[[], Spool],
+) -> None:
+    spool = make_spool()
+    spool.append([item(n) for n in range(10)])
+    first = spool.batch(4)
+    assert first is not None and len(first) == 4
+    second = spool.batch(4, after=first.last)  # while the first is in flight
+    assert second is not None and [orjson.loads(b)["n"] for b in second.bodies] == [4, 5, 6, 7]
+    assert second.event_ids == [f"id-{n}" for n in range(4, 8)] and second.first > first.last
+    spool.remove(second.first, second.last)  # acknowledged first
+    assert spool.pending()[0] == 6
+    assert [e["n"] for e in bodies(spool)] == [0, 1, 2, 3, 8, 9]
+    spool.remove(first.first, first.last)
+    assert [e["n"] for e in bodies(spool)] == [8, 9]
+    count, size = spool.pending()
+    assert count == 2 and size == sum(len(r.body) for r in spool.head(10))
+    assert spool.batch(10, after=10**9) is None
+
+
+def test_a_batch_is_one_run_of_one_log(make_spool: Callable[[], Spool]) -> None:
+    spool = make_spool()
+    spool.append([item(0), item(1, "acme"), item(2, "acme"), item(3)])
+    runs = []
+    after = 0
+    while (batch := spool.batch(10, after)) is not None:
+        runs.append((batch.log, [orjson.loads(b)["n"] for b in batch.bodies]))
+        after = batch.last
+    assert runs == [("", [0]), ("acme", [1, 2]), ("", [3])]
+
+
+def test_plain_tuples_are_items(make_spool: Callable[[], Spool]) -> None:
+    spool = make_spool()
+    assert spool.append([("", "id-0", orjson.dumps({"id": "id-0", "n": 0})), item(1)]) == 2
+    assert [e["producer"]["seq"] for e in bodies(spool)] == [0, 1]  # type: ignore[index]

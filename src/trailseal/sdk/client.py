@@ -8,7 +8,8 @@
         audit.emit(action="invoice.approve", actor="alice@example.com", resource="invoice:inv-42")
 
 ``emit`` validates the cheap things, fills in the audit context (actor, tenant, request and trace
-ids), gives the event a UUIDv7 ``id`` (its idempotency key) and returns at once; the engine
+ids), gives the event a UUIDv7 ``id`` (its idempotency key), serializes it and appends it to an
+in-memory queue — a few microseconds, no lock and no I/O — and returns; the engine
 (:mod:`trailseal.sdk.engine`) stamps ``producer.id``/``producer.seq`` as it writes the event to
 the spool, then batches, sends, retries and checks receipts in the background.
 """
@@ -31,10 +32,10 @@ from trailseal.core.note import VerifierSet
 from trailseal.core.receipt import Receipt
 from trailseal.sdk.context import effective_context
 from trailseal.sdk.engine import ClientStats, Engine, EngineConfig
-from trailseal.sdk.envelope import build_event
+from trailseal.sdk.envelope import build_event, keyword_item
 from trailseal.sdk.monitor import ReceiptMonitor
 from trailseal.sdk.retry import RetryPolicy
-from trailseal.sdk.spool import DeadLetter, MemorySpool, PendingEvent, Spool, SQLiteSpool
+from trailseal.sdk.spool import DeadLetter, Item, MemorySpool, Spool, SQLiteSpool
 from trailseal.sdk.transport import HTTPTransport, Transport
 
 __all__ = ["AsyncAuditClient", "AuditClient"]
@@ -53,7 +54,9 @@ _OPTIONS_DOC = """
     ``block_timeout`` seconds for room, then raise ``SpoolFull``) or ``"raise"`` (raise at once).
 
     Batching and retries: ``batch_size`` events per request, sent when that many are waiting or
-    ``linger`` seconds after the first; ``retry`` — a :class:`RetryPolicy`.
+    ``linger`` seconds after the first; ``max_in_flight`` — batches sent at once (default 1, which
+    also keeps the arrival order; more give throughput, each batch still acknowledged before it
+    leaves the spool); ``retry`` — a :class:`RetryPolicy`.
 
     Envelope: ``producer_id`` (default: generated once and kept in the spool); ``source`` —
     ``{"service", "host", "region", "environment"}`` put on every event; ``strict`` — run the
@@ -61,8 +64,8 @@ _OPTIONS_DOC = """
 
     Receipt checking: ``verifier_keys`` (``name+hash+base64`` strings, or a ``VerifierSet``) turns
     on the producer-side monitor (:mod:`trailseal.sdk.monitor`); ``on_receipt`` is called with
-    every :class:`Receipt`, ``on_verification_error`` with every failed check (both on the sender
-    thread).
+    every :class:`Receipt`, ``on_verification_error`` with every failed check (both on a sender
+    thread, one call at a time even with several batches in flight).
 """
 
 
@@ -86,6 +89,7 @@ class _Base:
         block_timeout: float = 5.0,
         batch_size: int = 500,
         linger: float = 0.05,
+        max_in_flight: int = 1,
         retry: RetryPolicy | None = None,
         producer_id: str | None = None,
         source: Mapping[str, str] | None = None,
@@ -100,24 +104,41 @@ class _Base:
                 raise ValueError("client: give url= (a trailseal server) or transport=")
             transport = HTTPTransport(url, api_key=api_key, timeout=timeout)
         config = EngineConfig(
-            batch_size=batch_size, linger=linger, max_queue=max_queue, spool_max_events=spool_max_events,
-            spool_max_bytes=spool_max_bytes, on_full=on_full, block_timeout=block_timeout,
+            batch_size=batch_size,
+            linger=linger,
+            max_queue=max_queue,
+            spool_max_events=spool_max_events,
+            spool_max_bytes=spool_max_bytes,
+            on_full=on_full,
+            block_timeout=block_timeout,
             retry=retry or RetryPolicy(),
+            max_in_flight=max_in_flight,
         )
         spool: Spool = (
             SQLiteSpool(spool_path, producer_id=producer_id, sync=spool_sync)
-            if spool_path is not None else MemorySpool(producer_id)
+            if spool_path is not None
+            else MemorySpool(producer_id)
         )
         monitor = None
         if verifier_keys is not None:
-            monitor = ReceiptMonitor(verifier_keys, transport.consistency,
-                                     load=spool.load_checkpoint, save=spool.save_checkpoint)
+            monitor = ReceiptMonitor(
+                verifier_keys,
+                transport.consistency,
+                load=spool.load_checkpoint,
+                save=spool.save_checkpoint,
+            )
         self._log = log or ""
         self._source = dict(source) if source else None
         self._strict = strict
         self._close_timeout = close_timeout
-        self._engine = Engine(spool, transport, config, monitor=monitor, on_receipt=on_receipt,
-                              on_verification_error=on_verification_error)
+        self._engine = Engine(
+            spool,
+            transport,
+            config,
+            monitor=monitor,
+            on_receipt=on_receipt,
+            on_verification_error=on_verification_error,
+        )
         # Deliver what is queued when the client is collected or the interpreter exits
         # (weakref.finalize runs at exit), if the application forgot close().
         self._finalizer = weakref.finalize(self, self._engine.close, close_timeout)
@@ -142,11 +163,75 @@ class _Base:
         self,
         event: Event | Mapping[str, Any] | None,
         fields: dict[str, Any],
-    ) -> PendingEvent:
-        wire, log = build_event(event, fields, effective_context(), source=self._source, strict=self._strict)
-        return PendingEvent(log or self._log, wire["id"], orjson.dumps(wire))
+    ) -> Item:
+        wire, log = build_event(
+            event, fields, effective_context(), source=self._source, strict=self._strict
+        )
+        return log or self._log, wire["id"], orjson.dumps(wire)
 
-    def _spool_items(self, events: Iterable[Event | Mapping[str, Any]]) -> list[PendingEvent]:
+    def _item(
+        self,
+        event: Event | Mapping[str, Any] | None,
+        action: Any,
+        actor: Any,
+        resource: Any,
+        outcome: Any,
+        reason: Any,
+        before: Any,
+        after: Any,
+        metadata: Any,
+        time: Any,
+        id: Any,
+        request_id: Any,
+        trace_id: Any,
+        span_id: Any,
+        source: Any,
+        log: Any,
+    ) -> Item:
+        """The queue item for one ``emit``: the direct path for keywords, else the general one."""
+        if event is None and not self._strict:
+            return keyword_item(
+                self._log,
+                self._source,
+                action,
+                actor,
+                resource,
+                outcome,
+                reason,
+                before,
+                after,
+                metadata,
+                time,
+                id,
+                request_id,
+                trace_id,
+                span_id,
+                source,
+                log,
+            )
+        fields: dict[str, Any] = {}
+        for name, value in (
+            ("action", action),
+            ("actor", actor),
+            ("resource", resource),
+            ("outcome", outcome),
+            ("reason", reason),
+            ("before", before),
+            ("after", after),
+            ("metadata", metadata),
+            ("time", time),
+            ("id", id),
+            ("request_id", request_id),
+            ("trace_id", trace_id),
+            ("span_id", span_id),
+            ("source", source),
+            ("log", log),
+        ):
+            if value is not None:
+                fields[name] = value
+        return self._pending(event, fields)
+
+    def _spool_items(self, events: Iterable[Event | Mapping[str, Any]]) -> list[Item]:
         return [self._pending(event, {}) for event in events]
 
 
@@ -186,16 +271,47 @@ class AuditClient(_Base):
         required field or a malformed action, ``SpoolFull`` per the ``on_full`` policy, and
         ``ClientClosed`` after :meth:`close`.
         """
-        fields: dict[str, Any] = {}
-        for name, value in (("action", action), ("actor", actor), ("resource", resource), ("outcome", outcome),
-                            ("reason", reason), ("before", before), ("after", after), ("metadata", metadata),
-                            ("time", time), ("id", id), ("request_id", request_id), ("trace_id", trace_id),
-                            ("span_id", span_id), ("source", source), ("log", log)):
-            if value is not None:
-                fields[name] = value
-        item = self._pending(event, fields)
+        if event is None and not self._strict:  # the direct path (see envelope.keyword_item)
+            item = keyword_item(
+                self._log,
+                self._source,
+                action,
+                actor,
+                resource,
+                outcome,
+                reason,
+                before,
+                after,
+                metadata,
+                time,
+                id,
+                request_id,
+                trace_id,
+                span_id,
+                source,
+                log,
+            )
+        else:
+            item = self._item(
+                event,
+                action,
+                actor,
+                resource,
+                outcome,
+                reason,
+                before,
+                after,
+                metadata,
+                time,
+                id,
+                request_id,
+                trace_id,
+                span_id,
+                source,
+                log,
+            )
         self._engine.put(item)
-        return item.event_id
+        return item[1]
 
     def spool(self, events: Iterable[Event | Mapping[str, Any]], *, dedupe: bool = True) -> int:
         """Write ``events`` to the spool now, on this thread, in one transaction; when this
@@ -219,7 +335,9 @@ class AuditClient(_Base):
     def __enter__(self) -> AuditClient:
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
 
@@ -250,22 +368,34 @@ class AsyncAuditClient(_Base):
         log: str | None = None,
     ) -> str:
         """Queue one event and return its id; see :meth:`AuditClient.emit`."""
-        fields: dict[str, Any] = {}
-        for name, value in (("action", action), ("actor", actor), ("resource", resource), ("outcome", outcome),
-                            ("reason", reason), ("before", before), ("after", after), ("metadata", metadata),
-                            ("time", time), ("id", id), ("request_id", request_id), ("trace_id", trace_id),
-                            ("span_id", span_id), ("source", source), ("log", log)):
-            if value is not None:
-                fields[name] = value
-        item = self._pending(event, fields)
+        item = self._item(
+            event,
+            action,
+            actor,
+            resource,
+            outcome,
+            reason,
+            before,
+            after,
+            metadata,
+            time,
+            id,
+            request_id,
+            trace_id,
+            span_id,
+            source,
+            log,
+        )
         engine = self._engine
         if len(engine._queue) < engine.config.max_queue or engine.config.on_full == "raise":
             engine.put(item, block=False)
         else:
             await asyncio.to_thread(engine.put, item, block=True)
-        return item.event_id
+        return item[1]
 
-    async def spool(self, events: Iterable[Event | Mapping[str, Any]], *, dedupe: bool = True) -> int:
+    async def spool(
+        self, events: Iterable[Event | Mapping[str, Any]], *, dedupe: bool = True
+    ) -> int:
         """See :meth:`AuditClient.spool` (runs on a worker thread)."""
         items = self._spool_items(events)
         return await asyncio.to_thread(self._engine.spool_now, items, dedupe=dedupe)
@@ -276,12 +406,16 @@ class AsyncAuditClient(_Base):
 
     async def aclose(self, timeout: float | None = None) -> int:
         """See :meth:`AuditClient.close`."""
-        left = await asyncio.to_thread(self._engine.close, self._close_timeout if timeout is None else timeout)
+        left = await asyncio.to_thread(
+            self._engine.close, self._close_timeout if timeout is None else timeout
+        )
         self._finalizer.detach()
         return left
 
     async def __aenter__(self) -> AsyncAuditClient:
         return self
 
-    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         await self.aclose()
