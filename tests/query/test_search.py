@@ -18,7 +18,7 @@ from trailseal.core.errors import FormatError
 from trailseal.core.keys import Keyring
 from trailseal.query.ast import Node
 from trailseal.query.parser import parse
-from trailseal.query.scan import _Row, matches
+from trailseal.query.scan import ScanSearch, _Row, matches
 from trailseal.query.search import iter_matches, position_of, search_page
 from trailseal.query.sqlite_search import SQLiteSearch, for_store
 from trailseal.storage.base import PruneMark
@@ -270,6 +270,30 @@ def test_full_text_is_written_with_the_batch_and_caught_up_otherwise(tmp_path: P
     assert search.search("nope", parse("x")) == []
     assert for_store(store) is search
     plain.close()
+    store.close()
+
+
+def test_migration_2_rebuilds_the_full_text_without_its_size_table(tmp_path: Path) -> None:
+    from trailseal.query.sqlite_search import MIGRATIONS, _hook
+
+    path = tmp_path / "t.db"
+    keyring = Keyring.generate(f"test.example/{LOG}", RECEIVED)
+    events = realistic_events(300, seed=5) + awkward_events()
+    old = SQLiteStore(path)  # the schema as migration 1 left it, indexed by the hook
+    old.apply_migrations("query", MIGRATIONS[:1])
+    old.add_append_hook(_hook)
+    load(old, events, keyring)
+    old.close()
+    store = SQLiteStore(path)
+    search = SQLiteSearch(store)
+    names = {row[0] for row in store._reader.execute("SELECT name FROM sqlite_master")}
+    assert "q_entries_actor" in names and "q_text_docsize" not in names
+    assert store._reader.execute("SELECT indexed_end FROM q_logs").fetchone()[0] == len(events)
+    actor = collections.Counter(e["actor"]["id"] for e in events).most_common(2)[1][0]
+    for q in (f"actor.id:{actor}", "DROP", "überprüfung", "deadlock"):
+        got = [e.leaf_index for e in search.search(LOG, parse(q), limit=1000)]
+        want = [e.leaf_index for e in ScanSearch(store).search(LOG, parse(q), limit=1000)]
+        assert got == want and got, q
     store.close()
 
 

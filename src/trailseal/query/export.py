@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import orjson
@@ -28,6 +28,7 @@ from trailseal.core.canonical import canonicalize
 from trailseal.core.errors import FormatError
 from trailseal.query.cef import cef_line
 from trailseal.query.ocsf import ocsf_event
+from trailseal.query.search import Matches, RawRow
 from trailseal.query.text import load_body
 from trailseal.storage.base import LeafEntry
 
@@ -125,31 +126,74 @@ def _csv_lines(rows: list[list[str]]) -> bytes:
     return buffer.getvalue().encode()
 
 
+def _leaf_pages(entries: Iterable[LeafEntry], size: int) -> Iterator[list[RawRow]]:
+    """The matches as pages of ``(time, leaf_index, leaf_hash, body)``: straight from the
+    backend when ``entries`` is a :class:`~trailseal.query.search.Matches` that can (four
+    columns, no objects), else from the entries ``size`` at a time (read no further ahead)."""
+    raw = entries.raw_pages() if isinstance(entries, Matches) else None
+    if raw is not None:
+        yield from raw
+        return
+    page: list[RawRow] = []
+    for entry in entries:
+        page.append((entry.time, entry.leaf_index, entry.leaf_hash, entry.body))
+        if len(page) >= size:
+            yield page
+            page = []
+    if page:
+        yield page
+
+
+def _ndjson(rows: list[RawRow]) -> bytes:
+    bodies = [row[3] for row in rows if row[3][:1] == b"{"]
+    return b"\n".join(bodies) + b"\n" if bodies else b""
+
+
+def _csv(rows: list[RawRow]) -> bytes:
+    cells = []
+    for _time, leaf_index, _leaf_hash, body in rows:
+        event = load_body(body)
+        if event is not None:
+            cells.append(csv_row(event, leaf_index))
+    return _csv_lines(cells) if cells else b""
+
+
+def _cef(rows: list[RawRow]) -> bytes:
+    lines = []
+    for _time, leaf_index, _leaf_hash, body in rows:
+        event = load_body(body)
+        if event is not None:
+            lines.append(cef_line(event, leaf_index))
+    return ("\n".join(lines) + "\n").encode() if lines else b""
+
+
+def _ocsf(rows: list[RawRow]) -> bytes:
+    dumps = orjson.dumps
+    lines = []
+    for _time, leaf_index, leaf_hash, body in rows:
+        event = load_body(body)
+        if event is not None:
+            lines.append(dumps(ocsf_event(event, leaf_index, leaf_hash)))
+    return b"\n".join(lines) + b"\n" if lines else b""
+
+
+_WRITERS: dict[str, Callable[[list[RawRow]], bytes]] = {
+    "ndjson": _ndjson, "csv": _csv, "cef": _cef, "ocsf": _ocsf,
+}
+
+
 def export_chunks(entries: Iterable[LeafEntry], fmt: str, *, chunk: int = 500) -> Iterator[bytes]:
-    """The export of ``entries`` in ``fmt`` as byte chunks of up to ``chunk`` events."""
-    check_format(fmt)
+    """The export of ``entries`` in ``fmt`` as byte chunks of up to ``chunk`` events.
+
+    ``entries`` is normally :func:`~trailseal.query.search.iter_matches`' result, read here as
+    raw pages (:meth:`~trailseal.query.search.Matches.raw_pages`) when the backend offers them:
+    NDJSON is then the stored bytes joined, with nothing decoded.
+    """
+    write = _WRITERS[check_format(fmt)]
     if fmt == "csv":
         yield _csv_lines([list(CSV_COLUMNS)])
-    parts: list[bytes] = []
-    rows: list[list[str]] = []
-    for entry in entries:
-        if fmt == "ndjson":
-            if entry.body[:1] == b"{":
-                parts.append(entry.body + b"\n")
-        else:
-            event = load_body(entry.body)
-            if event is None:
-                continue
-            if fmt == "csv":
-                rows.append(csv_row(event, entry.leaf_index))
-            elif fmt == "cef":
-                parts.append(cef_line(event, entry.leaf_index).encode() + b"\n")
-            else:
-                parts.append(orjson.dumps(ocsf_event(event, entry.leaf_index, entry.leaf_hash)) + b"\n")
-        if len(parts) + len(rows) >= chunk:
-            yield _csv_lines(rows) if rows else b"".join(parts)
-            parts, rows = [], []
-    if rows:
-        yield _csv_lines(rows)
-    if parts:
-        yield b"".join(parts)
+    for page in _leaf_pages(entries, chunk):
+        for start in range(0, len(page), chunk):
+            out = write(page[start : start + chunk])
+            if out:
+                yield out

@@ -35,6 +35,7 @@ from trailseal import __version__
 
 OCSF_VERSION = "1.1.0"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_NAIVE_EPOCH = datetime(1970, 1, 1)  # for times without an offset: read as UTC
 _MS = timedelta(milliseconds=1)
 
 CLASSES = {
@@ -81,9 +82,7 @@ def epoch_ms(time: str) -> int | None:
         moment = datetime.fromisoformat(time[:-1] if time.endswith(("Z", "z")) else time)
     except ValueError:
         return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return (moment - _EPOCH) // _MS
+    return (moment - (_NAIVE_EPOCH if moment.tzinfo is None else _EPOCH)) // _MS
 
 
 @functools.lru_cache(maxsize=4096)
@@ -122,6 +121,9 @@ def classify(action: str) -> tuple[int, int]:
     return 6003, 99
 
 
+_PRODUCT = {"name": "trailseal", "vendor_name": "trailseal", "version": __version__}
+
+
 def _part(event: Mapping[str, Any], key: str) -> Mapping[str, Any]:
     """A sub-object of the envelope (``{}`` when absent or not an object)."""
     value = event.get(key)
@@ -129,7 +131,8 @@ def _part(event: Mapping[str, Any], key: str) -> Mapping[str, Any]:
 
 
 def _drop_none(value: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in value.items() if v is not None and v != {}}
+    """``value`` without its ``None`` and empty-object members."""
+    return {k: v for k, v in value.items() if v is not None and (v or not isinstance(v, dict))}
 
 
 def _user(uid: Any, name: Any = None, kind: Any = None) -> dict[str, Any]:
@@ -172,7 +175,7 @@ def ocsf_event(event: Mapping[str, Any], leaf_index: int, leaf_hash: bytes) -> d
         "message": event.get("reason") or f"{action} by {actor_id} on {resource_type}:{resource_id}",
         "metadata": _drop_none({
             "version": OCSF_VERSION,
-            "product": {"name": "trailseal", "vendor_name": "trailseal", "version": __version__},
+            "product": _PRODUCT,
             "uid": event.get("id"),
             "original_time": event.get("time"),
             "logged_time": epoch_ms(str(event["received_at"])) if event.get("received_at") else None,

@@ -16,10 +16,10 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import orjson
 
@@ -137,6 +137,80 @@ def search_page(
     return Page(rows, next_cursor, clock)
 
 
+RawRow = tuple[str, int, bytes, bytes]
+"""``(time, leaf_index, leaf_hash, body)`` of one match: what an export needs of it."""
+
+
+@runtime_checkable
+class RowSearch(Protocol):
+    """A backend that can also hand out a page of matches as :data:`RawRow` tuples."""
+
+    def search_rows(
+        self,
+        log: str,
+        query: Node,
+        *,
+        order: Order = "newest",
+        limit: int = 100,
+        after: Position | None = None,
+    ) -> list[RawRow]:
+        """The rows of :meth:`SearchStore.search`'s page, as :data:`RawRow` tuples."""
+
+
+class Matches(Iterator[LeafEntry]):
+    """Every match of a query (or the first ``limit``), fetched ``batch`` at a time by keyset.
+
+    Iterating yields :class:`LeafEntry` objects. A consumer that needs only the leaf (an
+    export) calls :meth:`raw_pages` *instead* of iterating: pages of :data:`RawRow` tuples,
+    four columns read per match and no objects built, when the backend is a
+    :class:`RowSearch`.
+    """
+
+    def __init__(self, search: SearchStore, log: str, query: Node, order: Order,
+                 limit: int | None, batch: int) -> None:
+        self.search, self.log, self.query = search, log, query
+        self.order, self.limit, self.batch = order, limit, batch
+        self._entries: Iterator[LeafEntry] | None = None
+
+    def __iter__(self) -> Matches:
+        return self
+
+    def __next__(self) -> LeafEntry:
+        if self._entries is None:
+            self._entries = self._iter_entries()
+        return next(self._entries)
+
+    def _pages(self, fetch: Callable[..., list[Any]], position: Callable[[Any], Position]
+               ) -> Iterator[list[Any]]:
+        after: Position | None = None
+        remaining = self.limit
+        while remaining is None or remaining > 0:
+            size = self.batch if remaining is None else min(self.batch, remaining)
+            rows = fetch(self.log, self.query, order=self.order, limit=size, after=after)
+            if rows:
+                yield rows
+            if len(rows) < size:
+                return
+            after = position(rows[-1])
+            if remaining is not None:
+                remaining -= len(rows)
+
+    def _iter_entries(self) -> Iterator[LeafEntry]:
+        for page in self._pages(self.search.search, position_of):
+            yield from page
+
+    def raw_pages(self) -> Iterator[list[RawRow]] | None:
+        """Pages of raw rows, or ``None`` if the backend has none (or iteration has begun)."""
+        if self._entries is not None or not isinstance(self.search, RowSearch):
+            return None
+        self._entries = iter(())  # the matches are consumed through the pages
+        return self._pages(self.search.search_rows, _raw_position)
+
+
+def _raw_position(row: RawRow) -> Position:
+    return Position(row[0], row[1])
+
+
 def iter_matches(
     search: SearchStore,
     log: str,
@@ -145,16 +219,7 @@ def iter_matches(
     order: Order = "oldest",
     limit: int | None = None,
     batch: int = 2000,
-) -> Iterator[LeafEntry]:
-    """Every match (or the first ``limit``), fetched ``batch`` at a time by keyset."""
-    after: Position | None = None
-    remaining = limit
-    while remaining is None or remaining > 0:
-        size = batch if remaining is None else min(batch, remaining)
-        rows = search.search(log, query, order=order, limit=size, after=after)
-        yield from rows
-        if len(rows) < size:
-            return
-        after = position_of(rows[-1])
-        if remaining is not None:
-            remaining -= len(rows)
+) -> Matches:
+    """Every match (or the first ``limit``), fetched ``batch`` at a time by keyset (an iterator
+    of entries; see :class:`Matches` for the raw rows an export reads)."""
+    return Matches(search, log, query, order, limit, batch)

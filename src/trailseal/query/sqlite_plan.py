@@ -3,18 +3,20 @@
 SQLite as shipped with Python is built without STAT4, so its planner cannot tell
 ``action:auth.*`` (40 % of events) from ``action:kms.key.*`` (0.01 %): picking the wrong one
 turns a 2 ms page into a 10 s sort. So for each top-level term that could drive the query this
-module counts its matches, up to :data:`PROBE_CAP`, with an index-only probe, and then:
+module counts its matches, up to the driver limit, with an index-only probe (an exact value
+of a ``token`` column that the newest events show to be common is not
+counted: it cannot drive), and then:
 
 1. **a selective driver** — the term (or terms) with the fewest matches under the cap:
-   the full-text index (free text and ``token`` fields, all such terms intersected in one
-   ``MATCH``; the rest is checked on each hit), the ``(log, action|actor_id, ...)`` index for a
-   prefix or a list of values, ``(log, time, ...)`` for a time range, the event-id index, or the
-   primary key for a leaf-index range.
-   At most ``PROBE_CAP`` rows are then filtered and sorted;
+   the full-text index (free text and ``token`` fields such as ids, all such terms
+   intersected in one ``MATCH``; the rest is checked on each hit), the
+   ``(log, action|actor_id, ...)`` index for a prefix or a list of values, ``(log, time, ...)`` for a
+   time range, the event-id index, or the primary key for a leaf-index range.
+   At most the driver limit (:data:`PROBE_CAP` at most) rows are then filtered and sorted;
 2. **otherwise an ordered scan** — ``(log, actor_id, time, ...)`` or ``(log, action, time, ...)``
-   for an exact actor or action, else ``(log, time, ...)``: rows come out in result order, every
-   filter is checked as they pass, and the page stops after ``limit`` matches however broad the
-   filters are.
+   for an exact actor or action, else
+   ``(log, time, ...)``: rows come out in result order, every filter is checked as they pass,
+   and the page stops after ``limit`` matches however broad the filters are.
 
 How many matches still make a term "selective" grows with the log (:func:`driver_limit`).
 ``INDEXED BY`` pins the choice (and fails loudly should an index go missing). Free text that
@@ -46,14 +48,18 @@ def driver_limit(size: int, text: bool) -> int:
     ratio = 28 / 15 if text else 3 / 15
     return max(1000, min(PROBE_CAP, int((50 * size * ratio) ** 0.5)))
 
-_COLUMNS = ("log", "leaf_index", "event_id", "leaf_hash", "content_hash", "body", "time",
+ENTRY_COLUMNS = ("log", "leaf_index", "event_id", "leaf_hash", "content_hash", "body", "time",
             "received_at", "action", "actor_id", "resource_type", "resource_id", "outcome",
             "request_id", "trace_id", "source_service")
 
 
-def columns(alias: str) -> str:
-    """The ``entries`` columns in ``LeafEntry`` order, qualified by ``alias``."""
-    return ", ".join(f"{alias}.{name}" for name in _COLUMNS)
+RAW_COLUMNS = ("time", "leaf_index", "leaf_hash", "body")
+"""What an export reads (:meth:`SQLiteSearch.search_rows`): the keyset position and the leaf."""
+
+
+def columns(alias: str, names: tuple[str, ...] = ENTRY_COLUMNS) -> str:
+    """The ``entries`` columns (default: in ``LeafEntry`` order), qualified by ``alias``."""
+    return ", ".join(f"{alias}.{name}" for name in names)
 
 
 _ORDERED = {"actor_id": "q_entries_actor", "action": "q_entries_action"}
@@ -94,12 +100,34 @@ def token_phrase(node: Node) -> str | None:
     return phrases[0] if len(phrases) == 1 else "(" + " OR ".join(phrases) + ")"
 
 
-def _count(conn: sqlite3.Connection, sql: str, params: tuple[object, ...]) -> int:
-    row = conn.execute(f"SELECT count(*) FROM ({sql} LIMIT ?)", (*params, PROBE_CAP)).fetchone()
+def _count(conn: sqlite3.Connection, sql: str, params: tuple[object, ...], cap: int) -> int:
+    """Rows of ``sql``, counted up to ``cap`` (the driver limit: a probe only has to tell
+    whether a term is under it, and a phrase of common words costs ~10 µs per match)."""
+    row = conn.execute(f"SELECT count(*) FROM ({sql} LIMIT ?)", (*params, cap)).fetchone()
     return int(row[0])
 
 
-def _range_probe(conn: sqlite3.Connection, log: str, term: Node) -> tuple[str, int] | None:
+SAMPLE = 2000
+"""How many of the newest events :func:`_common` looks at."""
+
+
+def _common(conn: sqlite3.Connection, log: str, term: Node, size: int, limit: int) -> bool:
+    """Whether an exact value of a ``token`` column (``actor.id:x``) is too common to drive,
+    judged from the newest :data:`SAMPLE` events (a few ms) rather than by counting its
+    phrase in the full-text index (up to ``limit`` phrase matches: ~100 ms at 10M events for
+    an actor like ``svc-scanner-0``, whose words are in most events)."""
+    if not (isinstance(term, Compare) and term.op == "=" and term.field.access == "token"
+            and term.field.column is not None and isinstance(term.value, str)):
+        return False
+    column = term.field.column
+    row = conn.execute(
+        f"SELECT count(*) FROM (SELECT {column} AS v FROM entries INDEXED BY q_entries_time "
+        "WHERE log = ? ORDER BY time DESC LIMIT ?) WHERE v = ?", (log, SAMPLE, term.value)
+    ).fetchone()
+    return int(row[0]) * size >= limit * min(size, SAMPLE)
+
+
+def _range_probe(conn: sqlite3.Connection, log: str, term: Node, cap: int) -> tuple[str, int] | None:
     """``(index, matches)`` for a prefix or value list on an ordered column."""
     field = getattr(term, "field", None)
     column = field.column if field is not None else None
@@ -112,14 +140,14 @@ def _range_probe(conn: sqlite3.Connection, log: str, term: Node) -> tuple[str, i
         if upper is None:
             return None
         return index, _count(conn, f"{base} AND {column} >= ? AND {column} < ?",
-                             (log, term.prefix, upper))
+                             (log, term.prefix, upper), cap)
     if isinstance(term, AnyOf):
         marks = ", ".join("?" * len(term.values))
-        return index, _count(conn, f"{base} AND {column} IN ({marks})", (log, *term.values))
+        return index, _count(conn, f"{base} AND {column} IN ({marks})", (log, *term.values), cap)
     return None
 
 
-def _time_probe(conn: sqlite3.Connection, log: str, terms: list[Node]) -> int | None:
+def _time_probe(conn: sqlite3.Connection, log: str, terms: list[Node], cap: int) -> int | None:
     """Matches of the top-level ``time`` bounds (``None`` when there are none)."""
     clauses, params = [], []
     for term in terms:
@@ -129,7 +157,7 @@ def _time_probe(conn: sqlite3.Connection, log: str, terms: list[Node]) -> int | 
     if not clauses:
         return None
     return _count(conn, "SELECT 1 FROM entries INDEXED BY q_entries_time WHERE log = ? AND "
-                  + " AND ".join(clauses), (log, *params))
+                  + " AND ".join(clauses), (log, *params), cap)
 
 
 def _leaf_span(terms: list[Node]) -> int | None:
@@ -162,23 +190,26 @@ def choose(conn: sqlite3.Connection, log: str, log_id: int, query: Node,
     """The driver for ``query`` and the FTS phrases it intersects (for a text driver)."""
     terms = conjuncts(query)
     row = conn.execute("SELECT MAX(leaf_index) FROM entries WHERE log = ?", (log,)).fetchone()
-    limit = driver_limit(int(row[0] or 0) + 1, _has_text(query))
+    size = int(row[0] or 0) + 1
+    limit = driver_limit(size, _has_text(query))
     dialect = SQLiteDialect(log_id)
     candidates: list[Driver] = []
-    phrases = [p for t in terms if (p := token_phrase(t)) is not None]
+    # A common exact value adds nothing to the MATCH but cost: it is checked on each row.
+    phrases = [p for t in terms
+               if (p := token_phrase(t)) is not None and not _common(conn, log, t, size, limit)]
     if phrases:
         matches = _count(conn, "SELECT 1 FROM q_text WHERE q_text MATCH ? AND rowid BETWEEN ? AND ?",
-                         (" AND ".join(phrases), dialect.low, dialect.high))
+                         (" AND ".join(phrases), dialect.low, dialect.high), limit)
         candidates.append(Driver("text", None, matches))
     for term in terms:
         if isinstance(term, Compare) and term.op == "=" and term.field.column == "event_id":
             candidates.append(Driver("index", "entries_event_id", 1))
         elif isinstance(term, AnyOf) and term.field.column == "event_id":
             candidates.append(Driver("index", "entries_event_id", len(term.values)))
-        probe = _range_probe(conn, log, term)
+        probe = _range_probe(conn, log, term, limit)
         if probe is not None:
             candidates.append(Driver("index", probe[0], probe[1]))
-    window = _time_probe(conn, log, terms)
+    window = _time_probe(conn, log, terms, limit)
     if window is not None:
         candidates.append(Driver("index", "q_entries_time", window))
     span = _leaf_span(terms)
@@ -187,15 +218,16 @@ def choose(conn: sqlite3.Connection, log: str, log_id: int, query: Node,
     selective = [c for c in candidates if c.matches is not None and c.matches < limit]
     if selective:
         return min(selective, key=lambda c: c.matches or 0), phrases
-    for column in ("actor_id", "action"):
+    for column, index in _ORDERED.items():
         if any(isinstance(t, Compare) and t.op == "=" and t.field.column == column for t in terms):
-            return Driver("ordered", _ORDERED[column]), phrases
+            return Driver("ordered", index), phrases
     return Driver("ordered", "q_entries_time"), phrases
 
 
 def page_sql(conn: sqlite3.Connection, log: str, log_id: int, query: Node, order: Order,
-             limit: int, after: Position | None, driver: Driver, phrases: list[str]) -> Fragment:
-    """The SELECT for one page with the chosen driver.
+             limit: int, after: Position | None, driver: Driver, phrases: list[str],
+             names: tuple[str, ...] = ENTRY_COLUMNS) -> Fragment:
+    """The SELECT of the ``names`` columns for one page with the chosen driver.
 
     With a keyset (``after``) the query's own time bound on the side the scan starts from is
     written ``+e.time`` so SQLite starts the index range at the keyset, not at the bound (else
@@ -217,7 +249,7 @@ def page_sql(conn: sqlite3.Connection, log: str, log_id: int, query: Node, order
         tail += Fragment(f" AND (e.time, e.leaf_index) {cmp} (?, ?)", (after.time, after.leaf_index))
     tail += Fragment(f" ORDER BY e.time {direction}, e.leaf_index {direction} LIMIT ?", (limit,))
     if driver.kind == "ordered":  # rows come in result order: no sort, stop after the page
-        head = Fragment(f"SELECT {columns('e')} FROM entries AS e INDEXED BY {driver.index} "
+        head = Fragment(f"SELECT {columns('e', names)} FROM entries AS e INDEXED BY {driver.index} "
                         "WHERE e.log = ? AND ", (log,))
         return head + compile_where(all_of(terms), dialect) + tail
     # A selective driver: sort only (time, leaf_index) of the matches, then read the page's rows
@@ -235,6 +267,6 @@ def page_sql(conn: sqlite3.Connection, log: str, log_id: int, query: Node, order
         inner = Fragment(f"SELECT e.leaf_index AS li, e.time AS t FROM entries AS e "
                          f"INDEXED BY {driver.index} WHERE e.log = ? AND ", (log,)) \
             + compile_where(all_of(terms), dialect) + tail
-    return (Fragment(f"SELECT {columns('o')} FROM (") + inner
+    return (Fragment(f"SELECT {columns('o', names)} FROM (") + inner
             + Fragment(f") AS top CROSS JOIN entries AS o ON o.log = ? AND o.leaf_index = top.li "
                        f"ORDER BY top.t {direction}, top.li {direction}", (log,)))

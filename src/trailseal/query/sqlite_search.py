@@ -5,17 +5,26 @@ Schema (component ``query``, applied with ``SQLiteStore.apply_migrations``)::
     q_entries_time    ON entries (log, time, leaf_index)            time ranges, newest/oldest
     q_entries_action  ON entries (log, action, time, leaf_index)    action:x, action:iam.role.*
     q_entries_actor   ON entries (log, actor_id, time, leaf_index)  actor.id:x (skewed: ordered)
-    q_text            FTS5, contentless, unicode61; rowid = log_id << 40 | leaf_index
+    q_text            FTS5, contentless, unicode61, columnsize=0; rowid = log_id << 40 | leaf_index
     q_logs            log -> log_id, and indexed_end: leaves [0, indexed_end) are in q_text
 
-Why these: the three B-tree indexes end in ``(time, leaf_index)`` so the commonest filters come
-out already in result order (a page of a heavy actor costs a page of index reads, never a
-sort); a batch dirties about one page per distinct action or actor in it, and the time index
-only its right edge. High-cardinality values
-(request, trace and span ids, resource ids, IPs, metadata values) would each need a B-tree with
-random keys — one dirtied page per event per index at scale — so they are found through the
-full-text index instead (an LSM: one new segment per batch) and then checked exactly. Existing
-indexes (the primary key, ``(log, event_id)``) serve ``leaf_index:`` and ``id:``.
+Why these, and no more: every index is paid for on the commit path (the write cost is measured
+by ``bench/query.py``). The three B-tree indexes end in ``(time, leaf_index)`` so the commonest
+filters come out already in result order (a page of a heavy actor or a common action costs a
+page of index reads, never a sort). The time index grows at its right edge only; a batch dirties
+about one page of the action index per distinct action in it, and one page of the actor index
+per distinct actor — the largest write cost of the three with thousands of actors (measured:
+BENCHMARKS.md, *query*), kept because "what did this actor do" is the question investigators
+ask most. Without it a heavy actor's first page at 10M events took ~340 ms (one random row
+read per match to sort) instead of ~1 ms. High-cardinality values (request, trace and span ids,
+resource ids, IPs, metadata values) would each need a B-tree with random keys — one dirtied
+page per event per index at scale — so they are found through the full-text index instead (an
+LSM: one new segment per batch, merged by later commits) and then checked exactly.
+``columnsize=0`` drops the per-row size record that a contentless table otherwise writes to a
+B-tree of its own (nothing here ranks by size), and ``automerge=16`` lets up to 16 segments of
+a level build up before they are merged (FTS5's default, 4, rewrote each posting about twice
+as often; a search reads a few more segments). Existing indexes (the primary key,
+``(log, event_id)``) serve ``leaf_index:`` and ``id:``.
 
 The full-text rows are written inside the append transaction by an append hook (an FTS5 insert
 from a trigger would flush a segment per row), from the stored bytes, so search never lags
@@ -40,7 +49,7 @@ from trailseal.query.compiler import Fragment
 from trailseal.query.scan import text_matches
 from trailseal.query.search import Order, Position
 from trailseal.query.sqlite_dialect import LOG_SHIFT
-from trailseal.query.sqlite_plan import Driver, choose, page_sql
+from trailseal.query.sqlite_plan import ENTRY_COLUMNS, RAW_COLUMNS, Driver, choose, page_sql
 from trailseal.query.text import body_text, load_body
 from trailseal.storage.base import LeafEntry
 from trailseal.storage.sqlite.store import SQLiteStore
@@ -57,6 +66,14 @@ MIGRATIONS: tuple[str, ...] = (
         log_id       INTEGER NOT NULL UNIQUE,
         indexed_end  INTEGER NOT NULL DEFAULT 0
     )
+    """,
+    # 2: the full-text index without its per-row size table (rebuilt: catch_up re-indexes every
+    #    log from its stored bodies when the search is next opened).
+    """
+    DROP TABLE q_text;
+    CREATE VIRTUAL TABLE q_text USING fts5(text, content='', tokenize='unicode61', columnsize=0);
+    INSERT INTO q_text (q_text, rank) VALUES ('automerge', 16);
+    UPDATE q_logs SET indexed_end = 0
     """,
 )
 
@@ -192,12 +209,13 @@ class SQLiteSearch:
         return driver, phrases
 
     def plan(self, log: str, query: Node, order: Order = "newest", limit: int = 100,
-             after: Position | None = None) -> tuple[Fragment, Driver]:
+             after: Position | None = None,
+             names: tuple[str, ...] = ENTRY_COLUMNS) -> tuple[Fragment, Driver]:
         """The SELECT for one page and the index that drives it (see :mod:`.sqlite_plan`)."""
         log_id = self._log_id(log) or 0
         driver, phrases = self.driver(log, log_id, query)
         return page_sql(self._connection(), log, log_id, query, order, limit, after, driver,
-                        phrases), driver
+                        phrases, names), driver
 
     def _connection(self) -> sqlite3.Connection:
         """This thread's read connection, set up once: ``q_match`` and a larger page cache."""
@@ -224,6 +242,24 @@ class SQLiteSearch:
         conn = self._connection()
         sql, _driver = self.plan(log, query, order, limit, after)
         return [_entry(row) for row in conn.execute(sql.sql, sql.params).fetchall()]
+
+    def search_rows(
+        self,
+        log: str,
+        query: Node,
+        *,
+        order: Order = "newest",
+        limit: int = 100,
+        after: Position | None = None,
+    ) -> list[tuple[str, int, bytes, bytes]]:
+        """See :meth:`~trailseal.query.search.RowSearch.search_rows`: the page of :meth:`search`
+        as ``(time, leaf_index, leaf_hash, body)`` rows, four columns read instead of sixteen
+        and no entry objects built (what an export needs)."""
+        if self._log_id(log) is None:
+            return []
+        conn = self._connection()
+        sql, _driver = self.plan(log, query, order, limit, after, RAW_COLUMNS)
+        return conn.execute(sql.sql, sql.params).fetchall()
 
     def close(self) -> None:
         """Nothing to release: reads use the store's per-thread connections."""

@@ -53,17 +53,37 @@ def _collect(value: Any, parts: list[str]) -> None:
 
 
 def event_text(event: Mapping[str, Any]) -> str:
-    """The searchable text of an envelope (see the module docstring)."""
+    """The searchable text of an envelope (see the module docstring).
+
+    On the commit path (the full-text index is written in the append transaction), so the
+    usual shapes — strings and objects of strings — are handled inline without recursion.
+    """
     parts: list[str] = []
+    append = parts.append
     for key, value in event.items():
-        if key in _SKIP_TOP:
+        kind = type(value)
+        if kind is str:
+            if key not in _SKIP_TOP:
+                append(value)
+        elif key in _SKIP_TOP:
             continue
-        if key == "producer" and isinstance(value, Mapping):
+        elif kind is dict:
+            if key == "producer":
+                producer_id = value.get("id")
+                if type(producer_id) is str:
+                    append(producer_id)
+                continue
+            for item in value.values():
+                if type(item) is str:
+                    append(item)
+                else:
+                    _collect(item, parts)
+        elif key == "producer" and isinstance(value, Mapping):
             producer_id = value.get("id")
             if isinstance(producer_id, str):
-                parts.append(producer_id)
-            continue
-        _collect(value, parts)
+                append(producer_id)
+        else:
+            _collect(value, parts)
     return " ".join(parts)
 
 
