@@ -8,6 +8,8 @@
     dumps(value) -> bytes             compact, NOT canonical (key order kept)
     max_depth(value) -> int           nesting depth: scalar 0, [] 1, [[]] 2
     check_depth(value, limit)         FormatError when max_depth(value) > limit
+    survey(value, limit) -> int       one walk: PLAIN, FLOATS, OTHER or TOO_DEEP (see there)
+    canonicalize_plain(value)         canonicalize() for a value survey() found PLAIN
 
 Canonical form (RFC 8785 §3.2): no whitespace; literals ``null``, ``true``, ``false``; strings in
 UTF-8 with only ``"``, ``\\`` and U+0000..U+001F escaped, those as ``\\b \\t \\n \\f \\r`` or
@@ -42,7 +44,8 @@ import orjson
 
 from trailseal.core.errors import CanonicalizationError, FormatError
 
-__all__ = ["canonicalize", "check_depth", "dumps", "format_number", "loads", "max_depth"]
+__all__ = ["FLOATS", "OTHER", "PLAIN", "TOO_DEEP", "canonicalize", "canonicalize_plain", "check_depth", "dumps"]
+__all__ += ["format_number", "loads", "max_depth", "survey"]
 
 # RFC 7493 §2.2: I-JSON integers are exactly representable as IEEE 754 doubles.
 MAX_SAFE_INTEGER = 2**53 - 1
@@ -66,6 +69,21 @@ def canonicalize(value: Any) -> bytes:
     """
     fast = _fast(value)
     return fast if fast is not None else _canonicalize_python(value)
+
+
+def canonicalize_plain(value: Any) -> bytes:
+    """``canonicalize(value)`` for a value known to hold only exact ``dict``, ``list``, ``str``,
+    ``int``, ``bool`` and ``None`` (``survey`` says ``PLAIN``): the same bytes and errors, without
+    the type pre-scan. Given anything else (a float, a subclass) the bytes can be wrong."""
+    try:
+        out = orjson.dumps(value, option=_FAST_OPTIONS)
+    except TypeError:
+        return _canonicalize_python(value)
+    if out.isascii() or not (
+        b"\xf0" in out or b"\xf1" in out or b"\xf2" in out or b"\xf3" in out or b"\xf4" in out
+    ):
+        return out
+    return _canonicalize_python(value)
 
 
 def _fast(value: Any) -> bytes | None:
@@ -397,3 +415,51 @@ def _depth(value: Any, limit: int | None) -> int:
             break
         stack.extend((child, depth + 1) for child in node if isinstance(child, (dict, list, tuple)))
     return deepest
+
+
+PLAIN, FLOATS, OTHER, TOO_DEEP = range(4)
+"""What :func:`survey` finds, in increasing precedence."""
+
+
+def survey(value: Any, limit: int, depth: int = 1) -> int:
+    """Classify a JSON value in one walk, for a caller that would call ``check_depth`` and
+    ``canonicalize`` on it (``depth``: the nesting level of ``value`` itself, 1 at the top).
+
+    ``TOO_DEEP``: a container sits deeper than ``limit`` (``check_depth`` would raise); ``OTHER``: a
+    node is not exactly a ``dict``, ``list``, ``str``, ``int``, ``bool``, ``None`` or ``float`` (ask
+    ``check_depth`` and ``canonicalize`` themselves); ``FLOATS``: it holds floats (``canonicalize``);
+    ``PLAIN``: nothing else, so ``canonicalize_plain`` applies. The walk returns at the first
+    ``OTHER`` or ``TOO_DEEP`` node, and recurses at most ``limit - depth + 1`` levels.
+    """
+    kind = type(value)
+    if kind is dict:
+        return _survey(value.values(), depth, limit)
+    if kind is list:
+        return _survey(value, depth, limit)
+    if kind in _SCALARS:
+        return PLAIN
+    return FLOATS if kind is float else OTHER
+
+
+def _survey(items: Any, depth: int, limit: int) -> int:
+    if depth > limit:
+        return TOO_DEEP
+    found = PLAIN
+    scalars = _SCALARS
+    for item in items:
+        kind = type(item)
+        if kind in scalars:
+            continue
+        if kind is dict:
+            inner = _survey(item.values(), depth + 1, limit)
+        elif kind is list:
+            inner = _survey(item, depth + 1, limit)
+        elif kind is float:
+            found = FLOATS
+            continue
+        else:
+            return OTHER
+        if inner > FLOATS:
+            return inner
+        found |= inner
+    return found

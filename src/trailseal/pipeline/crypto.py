@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import hmac
 import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import orjson
 from cryptography.exceptions import InvalidTag
@@ -38,6 +38,7 @@ ENC_PREFIX = "enc:A256GCM:"
 
 _ENC_RE = re.compile(r"enc:A256GCM:([A-Za-z0-9_-]{1,64}):([A-Za-z0-9_-]+)")
 _SAFE_LOG = re.compile(r"[A-Za-z0-9_.-]{1,128}")
+_BLOCK = 64  # SHA-256 block size: the HMAC key length
 
 
 def _b64(data: bytes) -> str:
@@ -56,12 +57,26 @@ class Tokenizer:
             raise ValueError(f"tokenize key: want at least 32 bytes, got {len(key)}")
         self._key = key
         self._cache: dict[str, str] = {}
+        # HMAC (RFC 2104) with its two keyed SHA-256 states made once; each MAC copies them.
+        block = (key if len(key) <= _BLOCK else hashlib.sha256(key).digest()).ljust(_BLOCK, b"\0")
+        self._inner = hashlib.sha256(bytes(byte ^ 0x36 for byte in block))
+        self._outer = hashlib.sha256(bytes(byte ^ 0x5C for byte in block))
+        self._content = self._inner.copy()
+        self._content.update(b"content\x00")
+
+    def _mac(self, inner: Any, data: bytes) -> bytes:
+        """HMAC-SHA256 of ``data`` from a prepared inner state: ``hmac.digest`` in half the time."""
+        inner = inner.copy()
+        inner.update(data)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
 
     def token(self, value: str) -> str:
         """``tok_`` + 22 base64url characters (128 bits of HMAC-SHA256 of ``value``)."""
         found = self._cache.get(value)
         if found is None:
-            digest = hmac.new(self._key, value.encode("utf-8", "surrogatepass"), hashlib.sha256).digest()
+            digest = self._mac(self._inner, value.encode("utf-8", "surrogatepass"))
             found = "tok_" + _b64(digest[:16])
             if len(self._cache) < 50_000:
                 self._cache[value] = found
@@ -69,7 +84,7 @@ class Tokenizer:
 
     def content_hash(self, canonical: bytes) -> bytes:
         """Keyed hash of a producer envelope (idempotency); not invertible by a dictionary."""
-        return hmac.new(self._key, b"content\x00" + canonical, hashlib.sha256).digest()
+        return self._mac(self._content, canonical)  # HMAC of b"content\x00" + canonical
 
 
 @dataclass(frozen=True)

@@ -77,8 +77,8 @@ def _confirmed(kind: str, text: str) -> bool:
         except ValueError:
             return False
         return text.count(":") >= 2
-    if kind == "phone":
-        return 8 <= sum(c.isdigit() for c in text) <= 15
+    if kind == "phone":  # a phone match is ASCII: its digits are exactly 0-9
+        return 8 <= _digits(text) <= 15
     return True
 
 
@@ -86,11 +86,43 @@ def _digits(text: str) -> int:
     return sum(map(text.count, "0123456789"))
 
 
+# Every byte of ``[0-9 -]`` to b"0", every other byte to b"x": a card number (13-19 digits, single
+# spaces or dashes between them) needs 13 of b"0" in a row there. One C pass over the text.
+_RUNS = bytes(48 if chr(byte) in "0123456789 -" else 120 for byte in range(256))
+_RUN13 = b"0" * 13
+
+
+def _has_run(text: str) -> bool:
+    """True when ``text`` has 13 characters of ``[0-9 -]`` in a row (needed by every card)."""
+    return _RUN13 in text.encode("utf-8", "surrogatepass").translate(_RUNS)
+
+
+def _card_run(text: str) -> bool:
+    """``_CARD_RUN.search(text) is not None``, with the regex run only inside the candidate runs."""
+    data = text.encode("utf-8", "surrogatepass")
+    runs = data.translate(_RUNS)
+    start = runs.find(_RUN13)
+    if start < 0:
+        return False
+    if not data.isascii():  # byte offsets are not character offsets: search the whole text
+        return _CARD_RUN.search(text) is not None
+    while start >= 0:
+        stop = runs.find(b"x", start + 13)
+        stop = len(runs) if stop < 0 else stop
+        if _CARD_RUN.search(text, start, stop) is not None:
+            return True
+        start = runs.find(_RUN13, stop)
+    return False
+
+
+_AWS_PREFIX = re.compile("AKIA|ASIA|ABIA|ACCA")  # one regex pass beats four substring tests
+
+
 # Cheap substring tests that every match of a kind needs; the regex runs only when they pass.
 _PREFILTERS: dict[str, Callable[[str], bool]] = {
     "private_key": lambda t: "PRIVATE KEY-----" in t,
     "jwt": lambda t: "eyJ" in t,
-    "aws_access_key": lambda t: "AKIA" in t or "ASIA" in t or "ABIA" in t or "ACCA" in t,
+    "aws_access_key": lambda t: _AWS_PREFIX.search(t) is not None,  # AKIA, ASIA, ABIA or ACCA
     "email": lambda t: "@" in t,
     "card": lambda t: _digits(t) >= 13,
     "phone": lambda t: _digits(t) >= 8 and ("+" in t or "-" in t or "." in t or " " in t),
@@ -99,8 +131,13 @@ _PREFILTERS: dict[str, Callable[[str], bool]] = {
 }
 _REGEXES = {kind: re.compile(pattern) for kind, pattern in _PATTERNS.items()}
 _CARD_RUN = re.compile(r"[0-9](?:[ -]?[0-9]){12}")
-_WHOLE: dict[str, Callable[[str], bool]] = {"card": lambda t: _CARD_RUN.search(t) is not None}
+_NOT_DIGITS = re.compile(r"[^0-9]")  # in ASCII text, exactly what str.isdigit() refuses
+_WHOLE: dict[str, Callable[[str], bool]] = {"card": _card_run}
 _ORDER = {kind: rank for rank, kind in enumerate(_PATTERNS)}  # secrets first: a JWT is no phone
+
+
+def _sort_key(hit: Hit) -> tuple[int, int, int]:
+    return hit.start, _ORDER[hit.kind], -hit.end
 
 
 def may_contain(text: str, kinds: Iterable[str]) -> bool:
@@ -120,14 +157,24 @@ def find(text: str, kinds: Iterable[str]) -> list[Hit]:
     if not text:
         return []
     found: list[Hit] = []
+    digits = -1  # counted once, for card and phone
     for kind in kinds:
-        if _PREFILTERS[kind](text):
-            for match in _REGEXES[kind].finditer(text):
-                if _confirmed(kind, match.group()):
-                    found.append(Hit(kind, match.start(), match.end(), match.group()))
+        if kind == "card" or kind == "phone":
+            if digits < 0:
+                digits = _digits(text)
+            if kind == "card":
+                if digits < 13 or not _has_run(text):
+                    continue
+            elif digits < 8 or not ("+" in text or "-" in text or "." in text or " " in text):
+                continue
+        elif not _PREFILTERS[kind](text):
+            continue
+        for match in _REGEXES[kind].finditer(text):
+            if _confirmed(kind, match.group()):
+                found.append(Hit(kind, match.start(), match.end(), match.group()))
     if len(found) < 2:
         return found
-    found.sort(key=lambda h: (h.start, _ORDER[h.kind], -h.end))
+    found.sort(key=_sort_key)
     hits: list[Hit] = []
     for hit in found:
         if not hits or hit.start >= hits[-1].end:
@@ -140,5 +187,6 @@ def normalize(kind: str, text: str) -> str:
     if kind == "email":
         return text.lower()
     if kind in ("phone", "card"):
-        return ("+" if text.startswith("+") else "") + "".join(c for c in text if c.isdigit())
+        digits = _NOT_DIGITS.sub("", text) if text.isascii() else "".join(c for c in text if c.isdigit())
+        return ("+" if text.startswith("+") else "") + digits
     return text

@@ -11,11 +11,12 @@ one arrives after all it is counted as a duplicate).
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-__all__ = ["MAX_MISSING", "MemoryProducerStore", "ProducerStats", "ProducerStore", "observe"]
+__all__ = ["MAX_MISSING", "MemoryProducerStore", "ProducerStats", "ProducerStore", "group_observations", "observe"]
+__all__ += ["observe_all"]
 
 MAX_MISSING = 10_000
 
@@ -79,6 +80,47 @@ def observe(stats: ProducerStats, seq: int | None, at: str) -> ProducerStats:
     return replace(stats, events=events, duplicates=stats.duplicates + 1, last_seen=at)
 
 
+def observe_all(stats: ProducerStats, seqs: Iterable[int | None], at: str) -> ProducerStats:
+    """:func:`observe` folded over ``seqs`` (one producer's events, in order), building one
+    ``ProducerStats`` at the end instead of one per event."""
+    events, first, top = stats.events, stats.first_seq, stats.max_seq
+    gaps, duplicates, late, missing = stats.gaps, stats.duplicates, stats.late, stats.missing
+    for seq in seqs:
+        events += 1
+        if seq is None:
+            continue
+        if top is None or first is None:
+            first = top = seq
+        elif seq > top:
+            skipped = range(top + 1, seq)
+            missing = (*missing, *skipped[-MAX_MISSING:])[-MAX_MISSING:] if skipped else missing[-MAX_MISSING:]
+            top, gaps = seq, gaps + len(skipped)
+        elif seq in missing:
+            missing = tuple(m for m in missing if m != seq)
+            gaps, late = gaps - 1, late + 1
+        elif seq < first:
+            skipped = range(seq + 1, first)
+            missing = (*skipped[-MAX_MISSING:], *missing)[:MAX_MISSING]
+            first, gaps = seq, gaps + len(skipped)
+        else:
+            duplicates += 1
+    if events == stats.events:
+        return stats
+    return ProducerStats(stats.producer_id, events, first, top, gaps, duplicates, late, at, missing)
+
+
+def group_observations(observations: Sequence[tuple[str, int | None]]) -> dict[str, list[int | None]]:
+    """``(producer id, seq)`` observations as each producer's seqs, in order."""
+    grouped: dict[str, list[int | None]] = {}
+    for producer_id, seq in observations:
+        found = grouped.get(producer_id)
+        if found is None:
+            grouped[producer_id] = [seq]
+        else:
+            found.append(seq)
+    return grouped
+
+
 class ProducerStore(Protocol):
     """Where producer counters are kept."""
 
@@ -99,9 +141,9 @@ class MemoryProducerStore:
     def observe_many(self, log: str, observations: Sequence[tuple[str, int | None]], at: str) -> None:
         """Update the counters."""
         with self._lock:
-            for producer_id, seq in observations:
+            for producer_id, seqs in group_observations(observations).items():
                 current = self._stats.get((log, producer_id)) or ProducerStats(producer_id)
-                self._stats[(log, producer_id)] = observe(current, seq, at)
+                self._stats[(log, producer_id)] = observe_all(current, seqs, at)
 
     def list_producers(self, log: str) -> list[ProducerStats]:
         """Every producer of ``log``."""

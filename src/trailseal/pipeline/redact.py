@@ -1,7 +1,8 @@
 """Redaction: per-tenant field rules and free-text detectors, applied before canonicalization.
 
-Rules (first match wins) name fields by JSON pointer, where a segment ``*`` matches one member or
-index and ``**`` any number of them (``/after/email``, ``/metadata/*/token``, ``/**/password``):
+Rules name fields by JSON pointer, where a segment ``*`` matches one member or index and ``**``
+any number of them (``/after/email``, ``/metadata/*/token``, ``/**/password``); a rule naming the
+exact path wins, else the first matching wildcard rule in policy order:
 
 =========  ===============================================================================
 action     the stored value
@@ -28,10 +29,13 @@ that would rewrite one, or remove a required member, is refused when the policy 
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from trailseal.core.errors import FormatError
 from trailseal.pipeline import detectors
@@ -102,8 +106,12 @@ def path_matches(pattern: str, pointer: str) -> bool:
 
 def resolve_pointer(document: Any, pointer: str) -> tuple[bool, Any]:
     """``(found, value)`` at an RFC 6901 pointer."""
+    return _resolve(document, _segments(pointer))
+
+
+def _resolve(document: Any, segments: tuple[str, ...]) -> tuple[bool, Any]:
     node = document
-    for part in _segments(pointer):
+    for part in segments:
         if isinstance(node, Mapping) and part in node:
             node = node[part]
         elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
@@ -208,6 +216,144 @@ def _rule(item: Any, number: int) -> Rule:
 
 _DROP = object()
 _CACHE_LIMIT = 20_000
+_CLEAN_LIMIT = 8_192  # strings remembered as holding no detector hit, per scan kind set
+_CLEAN_MAX_CHARS = 512  # longer ones are rarely repeated: at most ~4 MiB per set
+_NODE_LIMIT = 4_096  # compiled matcher states kept per tenant (past it: computed, not kept)
+
+# What a compiled pattern is for: a literal rule, a wildcard rule, a free-text pattern, or one of
+# the fixed paths whose strings are never scanned (``_NOT_SCANNED``).
+_LITERAL, _WILD, _FREE, _NO_SCAN = range(4)
+_UNSET = object()
+
+
+class _Node:
+    """One state of the compiled path matcher: every pattern position a path can have reached.
+
+    ``rule`` is what ``Redactor._rule`` answers for the paths ending here, ``free`` what
+    ``Redactor._is_free`` answers, ``scan`` False on ``/actor/ip`` and ``/resource/type``;
+    ``live`` tells whether a rule or free-text pattern can still match below. Children are
+    compiled on first use: one per key a pattern names literally, one shared by every other key.
+    """
+
+    __slots__ = (
+        "_active",
+        "edges",
+        "free",
+        "idle",
+        "kept",
+        "keyed",
+        "literals",
+        "live",
+        "matcher",
+        "other",
+        "rule",
+        "scan",
+        "states",
+    )
+
+    def __init__(self, matcher: _Matcher, states: frozenset[tuple[int, int]]) -> None:
+        self.matcher, self.states = matcher, states
+        patterns = matcher.patterns
+        done = [index for index, at in states if at == len(patterns[index][0])]
+        kinds = {patterns[index][1] for index in done}
+        literal = [patterns[index][2] for index in sorted(done) if patterns[index][1] == _LITERAL]
+        wild = [patterns[index][2] for index in sorted(done) if patterns[index][1] == _WILD]
+        self.rule: Rule | None = (literal or wild or [None])[0]
+        self.free = _FREE in kinds
+        self.scan = _NO_SCAN not in kinds
+        self.live = any(
+            at < len(patterns[index][0]) for index, at in states if patterns[index][1] in (_LITERAL, _WILD, _FREE)
+        )
+        self.idle = not self.live and self.rule is None and not self.free
+        self.literals = frozenset(
+            patterns[index][0][at] for index, at in states
+            if at < len(patterns[index][0]) and patterns[index][0][at] not in ("*", "**")
+        )
+        self.keyed = bool(self.literals)
+        self.edges: dict[str, _Node] = {}
+        self.other: _Node | None = None
+        self.kept = False
+        self._active: tuple[str, ...] | object | None = _UNSET
+
+    def active(self) -> tuple[str, ...] | None:
+        """The member names below which something can apply when no secret is about (every other
+        member is kept as it is), or None when any member can need a look."""
+        found = self._active
+        if found is _UNSET:
+            other = self.other if self.other is not None else self.matcher.node(self.states, None)
+            found = None if not other.idle else tuple(k for k in sorted(self.literals) if not self.step(k).idle)
+            self._active = found
+        return found  # type: ignore[return-value]
+
+    def step(self, key: str) -> _Node:
+        """The state after member or index ``key`` (compiled on first use)."""
+        if key in self.literals:
+            found = self.edges.get(key)
+            if found is None:
+                found = self.matcher.node(self.states, key)
+                if found.kept:
+                    self.edges[key] = found
+            return found
+        found = self.other
+        if found is None:
+            found = self.matcher.node(self.states, None)
+            if found.kept:
+                self.other = found
+        return found
+
+
+class _Matcher:
+    """Rules and free-text patterns compiled into one lazily built automaton over JSON paths.
+
+    It gives exactly the answers of ``_match`` (``*`` one segment, ``**`` any number), with the
+    rule chosen as ``Redactor._rule`` chooses it (the first literal rule, else the first wildcard
+    rule in policy order), one dictionary lookup per member instead of a pattern scan.
+    """
+
+    def __init__(self, patterns: list[tuple[tuple[str, ...], int, Rule | None]]) -> None:
+        self.patterns = patterns
+        self.nodes: dict[frozenset[tuple[int, int]], _Node] = {}
+        self.root = self.make(self.closure((index, 0) for index in range(len(patterns))))
+
+    def node(self, states: frozenset[tuple[int, int]], key: str | None) -> _Node:
+        """The state after one segment from ``states``: ``key``, or None for a key no pattern names."""
+        return self.make(self.advance(states, key))
+
+    def make(self, states: frozenset[tuple[int, int]]) -> _Node:
+        found = self.nodes.get(states)
+        if found is None:
+            found = _Node(self, states)
+            if len(self.nodes) < _NODE_LIMIT:  # past it (pathological **-heavy policies): not kept
+                found.kept = True
+                self.nodes[states] = found
+        return found
+
+    def closure(self, states: Any) -> frozenset[tuple[int, int]]:
+        """``states`` plus every position reached by letting a ``**`` match no segment."""
+        out: set[tuple[int, int]] = set()
+        todo = list(states)
+        while todo:
+            index, at = todo.pop()
+            if (index, at) in out:
+                continue
+            out.add((index, at))
+            segs = self.patterns[index][0]
+            if at < len(segs) and segs[at] == "**":
+                todo.append((index, at + 1))
+        return frozenset(out)
+
+    def advance(self, states: frozenset[tuple[int, int]], key: str | None) -> frozenset[tuple[int, int]]:
+        moved: list[tuple[int, int]] = []
+        for index, at in states:
+            segs = self.patterns[index][0]
+            if at < len(segs):
+                part = segs[at]
+                if part == "**":
+                    moved.append((index, at))
+                elif part == "*" or part == key:
+                    moved.append((index, at + 1))
+        return self.closure(moved)
+
 
 
 class Redactor:
@@ -242,6 +388,24 @@ class Redactor:
         heads = [s[0] for s, _ in self._wild] + [s[0] for s in self._literal if s] + [s[0] for s in self._free if s]
         self._roots: frozenset[str] | None = None if any(h in ("*", "**") for h in heads) else frozenset(heads)
         self._free_cache: dict[tuple[str, ...], bool] = {}
+        # The compiled form used by ``apply``: literal rules first, then wildcard rules, each in
+        # policy order (the order ``_rule`` prefers them in), then free text and the fixed paths.
+        patterns: list[tuple[tuple[str, ...], int, Rule | None]] = []
+        for rule in policy.rules:
+            segs = _segments(rule.path)
+            if "*" not in segs and "**" not in segs:
+                patterns.append((segs, _LITERAL, rule))
+        patterns += [(segs, _WILD, rule) for segs, rule in self._wild]
+        patterns += [(segs, _FREE, None) for segs in self._free]
+        patterns += [(segs, _NO_SCAN, None) for segs in sorted(_NOT_SCANNED)]
+        self._matcher = _Matcher(patterns)
+        self._subjects = {rule.subject: _segments(rule.subject) for rule in policy.rules}
+        self._anywhere_kinds = tuple(self._anywhere)
+        self._all_kinds = tuple(self._free_kinds)
+        self._card_anywhere = "card" in self._anywhere
+        # Strings found to hold no hit, per kind set: repeated values (user agents, notes) skip the
+        # detectors. Only clean strings are kept, never a value that held personal data.
+        self._clean: dict[tuple[str, ...], set[str]] = {self._anywhere_kinds: set(), self._all_kinds: set()}
 
     def _rule(self, segs: tuple[str, ...]) -> Rule | None:
         # Events of one tenant repeat the same paths: remember each path's answer.
@@ -270,8 +434,146 @@ class Redactor:
         """The redacted copy of ``body`` (an envelope dict); ``body`` itself is not changed.
 
         ``text``, the body serialized as JSON when the caller has it, lets one check over the
-        whole event skip the per-string secret scan when no secret can be in it.
+        whole event skip the per-string secret scan when no secret can be in it. Members that
+        nothing changed are the very objects of ``body`` (copy on write); the result is equal to
+        :meth:`apply_reference`'s, which walks every path and matches it against every pattern.
         """
+        anywhere = (
+            bool(self._anywhere)
+            and (text is None or detectors.may_contain(text, self._anywhere))  # as apply_reference
+            and detectors.may_contain(_scanned_text(body, text), self._anywhere)
+        )
+        root = self._matcher.root
+        visit = self._visit
+        out = dict(body)  # members are replaced or deleted in place: the order stays
+        active = None if anywhere else root.active()
+        if active is None:
+            edges = root.edges
+            for name, value in body.items():
+                if name in _STRUCTURAL:
+                    continue
+                node = edges.get(name) or root.step(name)
+                if node.idle and not anywhere:
+                    continue  # no rule, no free text here or below, no secret anywhere
+                new = visit(value, node, (), name, body, log, event_id, anywhere)
+                if new is _DROP:
+                    del out[name]
+                elif new is not value:
+                    out[name] = new
+            return out
+        for name in active:  # only the members a rule or free-text pattern names
+            if name in body and name not in _STRUCTURAL:
+                value = body[name]
+                node = root.edges.get(name) or root.step(name)
+                new = visit(value, node, (), name, body, log, event_id, False)
+                if new is _DROP:
+                    del out[name]
+                elif new is not value:
+                    out[name] = new
+        return out
+
+    def _visit(
+        self, value: Any, node: _Node, parent: tuple[str, ...], key: str, body: Mapping[str, Any], log: str,
+        event_id: str, anywhere: bool,
+    ) -> Any:
+        """``_walk`` over the compiled matcher: the same value, or ``value`` itself if unchanged."""
+        rule = node.rule
+        if rule is not None:
+            return self._apply_rule(rule, value, (*parent, key), body, log, event_id)
+        kind = type(value)
+        if kind is str:
+            if not node.scan:
+                return value
+            if node.free:
+                kinds = self._all_kinds
+            elif anywhere:
+                kinds = self._anywhere_kinds
+            else:
+                return value
+            return self._scan_text(value, kinds) if kinds else value
+        if kind is dict:
+            if not anywhere and not node.live:
+                return value
+            path = (*parent, key)
+            out: dict[str, Any] | None = None
+            active = None if anywhere or not node.keyed else node.active()
+            if active is not None:  # only the members a pattern names can change
+                for name in active:
+                    if name in value:
+                        item = value[name]
+                        child = node.edges.get(name) or node.step(name)
+                        new = self._visit(item, child, path, name, body, log, event_id, False)
+                        if new is not item:
+                            if out is None:
+                                out = dict(value)
+                            if new is _DROP:
+                                del out[name]
+                            else:
+                                out[name] = new
+                return value if out is None else out
+            for name, item in value.items():
+                child = (node.edges.get(name) or node.step(name)) if node.keyed else (node.other or node.step(name))
+                if child.idle and not anywhere:
+                    new = item
+                else:
+                    new = self._visit(item, child, path, name, body, log, event_id, anywhere)
+                if out is None:
+                    if new is item:
+                        continue
+                    out = {}
+                    for before, kept in value.items():  # copy the unchanged members seen so far
+                        if before == name:
+                            break
+                        out[before] = kept
+                if new is not _DROP:
+                    out[name] = new
+            return value if out is None else out
+        if kind is list:
+            if not anywhere and not node.live:
+                return value
+            path = (*parent, key)
+            items: list[Any] | None = None
+            for n, item in enumerate(value):
+                label = str(n)
+                child = (node.edges.get(label) or node.step(label)) if node.keyed else (node.other or node.step(label))
+                if child.idle and not anywhere:
+                    new = item
+                else:
+                    new = self._visit(item, child, path, label, body, log, event_id, anywhere)
+                if items is None:
+                    if new is item:
+                        continue
+                    items = value[:n]
+                if new is not _DROP:
+                    items.append(new)
+            return value if items is None else items
+        if kind is int and anywhere and self._card_anywhere and not -10**12 < value < 10**12:
+            hits = detectors.find(str(value), ("card",))
+            if hits:
+                return self._replace(str(value), hits)
+        return value
+
+    def _scan_text(self, text: str, kinds: tuple[str, ...]) -> Any:
+        """``_scan`` for a string known to be scanned with ``kinds``."""
+        clean = self._clean[kinds]
+        if text in clean:
+            return text
+        hits = detectors.find(text, kinds)
+        if not hits:
+            if len(text) <= _CLEAN_MAX_CHARS:
+                if len(clean) >= _CLEAN_LIMIT:
+                    clean.clear()
+                clean.add(text)
+            return text
+        if any(self._actions[h.kind] == "drop" for h in hits):
+            return _DROP
+        return self._replace(text, hits)
+
+    def apply_reference(
+        self, body: Mapping[str, Any], *, log: str, event_id: str, text: str | None = None
+    ) -> dict[str, Any]:
+        """:meth:`apply` the plain way (the definition it is tested against): every member below a
+        top-level member some pattern can reach is walked, its path matched against the rules."""
         anywhere = bool(self._anywhere) and (text is None or detectors.may_contain(text, self._anywhere))
         out: dict[str, Any] = {}
         for name, value in body.items():
@@ -351,12 +653,25 @@ class Redactor:
             return MASK
         if rule.action == "tokenize":
             return self.tokenizer.token(value if isinstance(value, str) else _json_text(value))
-        found, subject = resolve_pointer(body, rule.subject)
+        found, subject = _resolve(body, self._subjects.get(rule.subject) or _segments(rule.subject))
         if not found or self.subject_key is None or not isinstance(subject, str | int):
             return MASK  # no subject to encrypt for: never store the plaintext
         key_id, key = self.subject_key(self.tokenizer.token(str(subject)))
         where = "".join("/" + s.replace("~", "~0").replace("/", "~1") for s in segs)
         return encrypt_field(key_id, key, value, log=log, event_id=event_id, pointer=where)
+
+
+def _scanned_text(body: Mapping[str, Any], text: str | None) -> str:
+    """JSON of the members of ``body`` that the scan can reach (not ``_STRUCTURAL``: an event id
+    full of digits must not switch the scan on), else ``text``, else the whole body."""
+    try:
+        return orjson.dumps({name: value for name, value in body.items() if name not in _STRUCTURAL}).decode()
+    except TypeError:  # not JSON as orjson knows it: let the caller's text (or the full scan) decide
+        return text if text is not None else _ANY
+
+
+_ANY = "AKIA eyJ PRIVATE KEY----- 0000000000000 @ +00000000 ...0 ::"
+"""A text every prefilter passes on: the same as having no text (scan every string)."""
 
 
 def _json_text(value: Any) -> str:
@@ -365,6 +680,7 @@ def _json_text(value: Any) -> str:
     return canonicalize(value).decode()
 
 
+@functools.lru_cache(maxsize=4096)
 def _truncate_ip(text: str) -> str:
     try:
         address = ipaddress.ip_address(text)

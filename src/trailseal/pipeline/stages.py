@@ -28,6 +28,7 @@ tested alone. ``STAGES_OFF`` is the minimal path (parse, enrich server fields, s
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -35,7 +36,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from trailseal.core.canonical import canonicalize, check_depth
+from trailseal.core.canonical import (
+    FLOATS,
+    PLAIN,
+    TOO_DEEP,
+    canonicalize,
+    canonicalize_plain,
+    check_depth,
+    survey,
+)
 from trailseal.core.errors import CanonicalizationError, FormatError, InvalidEvent, LimitExceeded
 from trailseal.core.event import Event, SchemaRef
 from trailseal.core.hashing import leaf_hash
@@ -49,11 +58,14 @@ from trailseal.schema.validator import CompiledSchema, Violation
 from trailseal.sequencer.types import Prepared
 
 __all__ = ["STAGES", "STAGES_OFF", "Context", "Correlation", "Draft", "Stage", "Tenant"]
-__all__ += ["enrich", "parse", "redact", "run_stages", "sample", "seal", "validate"]
+__all__ += ["enrich", "parse", "parse_reference", "redact", "run_stages", "sample", "seal", "seal_reference"]
+__all__ += ["validate"]
 
 RESERVED_METADATA = "_trailseal"
 """Member of ``metadata`` the server fills (ingest node, skew, redrive); producers may not send it."""
 _SERVER_FIELDS = ("received_at", "log", "schema")
+_PAYLOADS = ("before", "after", "metadata")
+_SURVEY_DEPTH = 200  # deeper limits take the reference path (its walk is iterative, not recursive)
 _TRACEPARENT = re.compile(r"[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}(?:-.*)?")
 
 
@@ -121,6 +133,8 @@ class Draft:
     sample_rule: SamplingRule | None = None
     prepared: Prepared | None = None
     canonical: bytes = b""  # RFC 8785 bytes of ``original``
+    basis: dict[str, Any] | None = None  # ``original`` as parsed (a shallow copy), for ``seal``
+    plain: bool = False  # ``original``'s payloads hold only dict/list/str/int/bool/None
 
     @property
     def quarantined(self) -> bool:
@@ -140,7 +154,59 @@ class Stage(Protocol):
 
 
 def parse(draft: Draft, context: Context) -> None:
-    """Limits, envelope check, keyed content hash of the producer's envelope."""
+    """Limits, envelope check, keyed content hash of the producer's envelope.
+
+    The usual event takes one envelope check and one walk over its payloads (for the depth limit
+    and for the canonical encoder's fast path); anything else, including every failure, goes
+    through :func:`parse_reference`, which raises the error in its own order.
+    """
+    if draft.size is not None and draft.size > context.max_event_bytes:
+        raise LimitExceeded(
+            "max_event_bytes", f"event {draft.position} is {draft.size} bytes, limit {context.max_event_bytes}"
+        )
+    raw = draft.raw
+    limit = context.max_depth
+    if type(raw) is not dict or not 3 <= limit <= _SURVEY_DEPTH:
+        return parse_reference(draft, context)
+    try:
+        # Valid, the envelope nests 2 deep at most outside its payloads, all exact str/int.
+        event = Event.from_dict(raw, check_payloads=False)
+    except Exception:  # whatever it is, the reference path raises it in its own order
+        return parse_reference(draft, context)
+    plain = True
+    for name in _PAYLOADS:
+        value = raw.get(name)
+        if value is not None:
+            found = survey(value, limit, 2)  # a payload is a dict one level below the event
+            if found == TOO_DEEP:
+                raise FormatError(f"json: nesting depth exceeds the limit of {limit}")
+            if found > FLOATS:
+                return parse_reference(draft, context)
+            plain = plain and found == PLAIN
+    metadata = raw.get("metadata")
+    if context.tenant is not None and metadata is not None and RESERVED_METADATA in metadata:
+        raise InvalidEvent(f"metadata.{RESERVED_METADATA}", "reserved for the server")
+    body = event.to_dict()
+    for name in _SERVER_FIELDS:
+        body.pop(name, None)
+    try:
+        canonical = canonicalize_plain(body) if plain else canonicalize(body)
+    except CanonicalizationError as exc:
+        Event.from_dict(raw)  # the slow check names the payload field at fault
+        raise InvalidEvent("", str(exc)) from None
+    _parsed(draft, context, event, body, canonical, plain)
+
+
+def _parsed(draft: Draft, context: Context, event: Event, body: dict[str, Any], canonical: bytes, plain: bool) -> None:
+    tokenizer = context.tenant.tokenizer if context.tenant is not None else None
+    draft.content_hash = tokenizer.content_hash(canonical) if tokenizer else hashlib.sha256(canonical).digest()
+    draft.event, draft.original, draft.body = event, body, body
+    draft.canonical = canonical
+    draft.basis, draft.plain = dict(body), plain
+
+
+def parse_reference(draft: Draft, context: Context) -> None:
+    """:func:`parse` step by step: depth, envelope, reserved member, canonical bytes, hash."""
     if draft.size is not None and draft.size > context.max_event_bytes:
         raise LimitExceeded(
             "max_event_bytes", f"event {draft.position} is {draft.size} bytes, limit {context.max_event_bytes}"
@@ -161,10 +227,7 @@ def parse(draft: Draft, context: Context) -> None:
     except CanonicalizationError as exc:
         Event.from_dict(raw)  # the slow check names the payload field at fault
         raise InvalidEvent("", str(exc)) from None
-    tokenizer = context.tenant.tokenizer if context.tenant is not None else None
-    draft.content_hash = tokenizer.content_hash(canonical) if tokenizer else hashlib.sha256(canonical).digest()
-    draft.event, draft.original, draft.body = event, body, body
-    draft.canonical = canonical
+    _parsed(draft, context, event, body, canonical, False)
 
 
 def validate(draft: Draft, context: Context) -> None:
@@ -184,9 +247,14 @@ def validate(draft: Draft, context: Context) -> None:
             ]
         return
     version, compiled = resolved
-    draft.schema = SchemaRef(version.key, version.version)
+    draft.schema = _schema_ref(version.key, version.version)
     if not compiled.is_valid(draft.body):
         draft.violations = compiled.violations(draft.body)
+
+
+@functools.lru_cache(maxsize=4096)  # immutable: one per schema version, shared by its events
+def _schema_ref(key: str, version: int) -> SchemaRef:
+    return SchemaRef(key, version)
 
 
 def redact(draft: Draft, context: Context) -> None:
@@ -229,8 +297,13 @@ def _strings(value: Any) -> list[str]:
 
 
 def _skew_ms(received_at: str, time: str) -> int:
-    delta = datetime.fromisoformat(received_at[:26]) - datetime.fromisoformat(time[:26])
+    delta = _moment(received_at) - datetime.fromisoformat(time[:26])
     return int(delta.total_seconds() * 1000)
+
+
+@functools.lru_cache(maxsize=64)  # the request's received_at, parsed once
+def _moment(text: str) -> datetime:
+    return datetime.fromisoformat(text[:26])
 
 
 def enrich(draft: Draft, context: Context) -> None:
@@ -277,7 +350,42 @@ def sample(draft: Draft, context: Context) -> None:
 
 
 def seal(draft: Draft, context: Context) -> None:
-    """Re-check the stored form, canonicalize (RFC 8785) and hash (RFC 6962 leaf)."""
+    """Re-check the stored form, canonicalize (RFC 8785) and hash (RFC 6962 leaf).
+
+    The envelope parsed by ``parse`` is reused: only the members that redaction and enrichment
+    replaced are re-checked (``Event.revise``), and the body is encoded once. Anything that needs
+    more, including every failure, goes through :func:`seal_reference`.
+    """
+    if draft.quarantined or draft.sampled_out:
+        return
+    basis, body = draft.basis, draft.body
+    if draft.event is None or basis is None:
+        return seal_reference(draft, context)
+    event = draft.event.revise(body, basis)
+    if event is None:
+        return seal_reference(draft, context)
+    plain = draft.plain
+    if plain:
+        for name in _PAYLOADS:
+            value = body.get(name)
+            if value is not None and value is not basis.get(name) and survey(value, _SURVEY_DEPTH) != PLAIN:
+                plain = False
+                break
+    try:
+        canonical = canonicalize_plain(body) if plain else canonicalize(body)
+    except CanonicalizationError:
+        return seal_reference(draft, context)
+    if len(canonical) > context.max_event_bytes:
+        raise LimitExceeded(
+            "max_event_bytes", f"event {draft.position} is {len(canonical)} bytes, limit {context.max_event_bytes}"
+        )
+    draft.prepared = Prepared(
+        event=event, body=canonical, leaf_hash=leaf_hash(canonical), content_hash=draft.content_hash
+    )
+
+
+def seal_reference(draft: Draft, context: Context) -> None:
+    """:func:`seal` the plain way: the whole envelope checked again, then encoded."""
     if draft.quarantined or draft.sampled_out:
         return
     try:

@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 from trailseal.core.errors import ConflictError
-from trailseal.pipeline.producers import ProducerStats, observe
+from trailseal.pipeline.producers import ProducerStats, group_observations, observe_all
 from trailseal.pipeline.sampling import Count
 from trailseal.pipeline.state import PipelineState, QuarantineRecord
 from trailseal.schema.registry import SchemaVersion
@@ -260,15 +260,13 @@ class SQLiteState:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 current: dict[str, ProducerStats] = {}
-                for producer_id, seq in observations:
-                    stats = current.get(producer_id)
-                    if stats is None:
-                        row = conn.execute(
-                            "SELECT stats FROM pipeline_producers WHERE log = ? AND producer_id = ?",
-                            (log, producer_id),
-                        ).fetchone()
-                        stats = _stats(producer_id, row[0]) if row else ProducerStats(producer_id)
-                    current[producer_id] = observe(stats, seq, at)
+                for producer_id, seqs in group_observations(observations).items():
+                    row = conn.execute(
+                        "SELECT stats FROM pipeline_producers WHERE log = ? AND producer_id = ?",
+                        (log, producer_id),
+                    ).fetchone()
+                    stats = _stats(producer_id, row[0]) if row else ProducerStats(producer_id)
+                    current[producer_id] = observe_all(stats, seqs, at)
                 conn.executemany(
                     "INSERT INTO pipeline_producers (log, producer_id, stats) VALUES (?, ?, ?) "
                     "ON CONFLICT (log, producer_id) DO UPDATE SET stats = excluded.stats",
