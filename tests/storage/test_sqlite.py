@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -73,3 +74,23 @@ def test_concurrent_first_opens_migrate_once(tmp_path: Path) -> None:
     assert [p.exitcode for p in procs] == [0, 0, 0, 0]
     rows = sqlite3.connect(path).execute("SELECT component, version FROM schema_migrations").fetchall()
     assert sorted(rows) == [("core", n) for n in range(1, len(MIGRATIONS) + 1)]
+
+
+def test_checkpoints_run_in_the_background_not_in_commits(tmp_path: Path) -> None:
+    path = tmp_path / "t.db"
+    store = SQLiteStore(path)
+    store.ensure_log(LOG, ORIGIN, "2026-11-28T10:00:00Z")
+    store.checkpoint_in_background(interval=0.05)
+    assert store._writer.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+    empty = path.stat().st_size
+    for _ in range(30):  # well past SQLite's 1,000-page automatic checkpoint
+        append_leaves(store, LOG, 200)
+    # The writer never checkpoints, so only the background thread can have copied the WAL's
+    # pages into the database file.
+    deadline = time.monotonic() + 10
+    while path.stat().st_size < empty + 1_000_000 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert path.stat().st_size >= empty + 1_000_000
+    assert store.tree_size(LOG) == 6000
+    store.close()
+    assert SQLiteStore(path).tree_size(LOG) == 6000

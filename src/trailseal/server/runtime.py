@@ -17,6 +17,7 @@ from trailseal.server.scaleout import ScaleOut
 from trailseal.server.settings import Settings
 from trailseal.storage import Store, open_store
 from trailseal.storage.keyfiles import load_or_create_keyring, verifier_keys
+from trailseal.storage.sqlite import SQLiteStore
 
 
 def utc_now() -> str:
@@ -111,6 +112,8 @@ def open_writer(settings: Settings, config: SequencerConfig) -> Sequencer:
 
     store = open_store(settings.store, settings.data_dir)
     search_for(store)  # the full-text rows are written in the commit, as in one process
+    if isinstance(store, SQLiteStore):
+        store.checkpoint_in_background()  # no WAL checkpoint inside a commit (latency spikes)
     keyrings: dict[str, Keyring] = {}
     lock = threading.Lock()
 
