@@ -19,8 +19,11 @@ columns), pickled over a pipe: the writer does not rebuild envelopes. Receipts a
 a crash of either process loses no acknowledged event: the writer exits when the API process
 goes away (end of file on the pipe) after committing what it holds, and a new writer waits on
 ``writer.lock`` (an exclusive ``flock`` the old one holds until it exits), so two writers never
-append to one log. If the writer dies, pending and later requests fail with
-:class:`~trailseal.sequencer.runner.SequencerUnavailable` (503) and ``/readyz`` reports it.
+append to one log. If the writer dies, the requests it held fail with
+:class:`~trailseal.sequencer.runner.SequencerUnavailable` (503, the producer retries; a retry of
+an event that was committed after all is answered from its id) and a new writer is started,
+which continues each log from the store; after 5 deaths within a minute it stays down and
+``/readyz`` reports it.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ import os
 import queue
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -58,6 +62,7 @@ or a :func:`functools.partial` of one)."""
 
 _START_TIMEOUT = 120.0  # the writer restores each log's frontier from the store before "ready"
 _CALL_TIMEOUT = 60.0
+_MAX_RESTARTS = 5  # within a minute; then the writer stays down and /readyz says so
 
 
 def _error_record(exc: BaseException) -> dict[str, Any]:
@@ -132,34 +137,64 @@ class ProcessSequencer(Sequencer):
         self._pending_lock = threading.Lock()
         self._outbox: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
         self._started_logs: set[str] = set()
-        context = multiprocessing.get_context("spawn")
-        parent, child = context.Pipe(duplex=True)
         # The child bounds nothing itself: admission happens here, before a request is sent.
-        child_config = replace(config, queue_max_events=2**62)
-        self._process = context.Process(
-            target=_child_main, args=(child, factory, child_config, str(lock_path)),
-            name="trailseal-writer", daemon=True,
-        )
-        self._process.start()
-        child.close()
-        self._conn: multiprocessing.connection.Connection = parent
-        if not parent.poll(_START_TIMEOUT):
-            self._process.kill()
-            raise SequencerUnavailable(f"writer process did not start within {_START_TIMEOUT:.0f} s")
-        try:
-            hello = parent.recv()
-        except EOFError:
-            self._process.join(5)
-            raise SequencerUnavailable(
-                f"writer process exited at start (exit code {self._process.exitcode}); see its log"
-            ) from None
-        if hello[0] != "ready":
-            self._process.join(5)
-            raise SequencerUnavailable(f"writer process failed to start: {hello[1]}")
+        self._spawn_args = (factory, replace(config, queue_max_events=2**62), str(lock_path))
+        self._generation = 0  # bumped at each restart: queued messages of a dead writer are dropped
+        self._restarts: list[float] = []
+        self._process, self._conn = self._spawn()
         self._reader = threading.Thread(target=self._read_loop, name="writer-receipts", daemon=True)
         self._reader.start()
         self._sender = threading.Thread(target=self._send_loop, name="writer-requests", daemon=True)
         self._sender.start()
+
+    def _spawn(self) -> tuple[multiprocessing.process.BaseProcess, multiprocessing.connection.Connection]:
+        """Start a writer process and wait until it restored its logs and said ready."""
+        context = multiprocessing.get_context("spawn")
+        parent, child = context.Pipe(duplex=True)
+        process = context.Process(target=_child_main, args=(child, *self._spawn_args),
+                                  name="trailseal-writer", daemon=True)
+        process.start()
+        child.close()
+        if not parent.poll(_START_TIMEOUT):
+            process.kill()
+            raise SequencerUnavailable(f"writer process did not start within {_START_TIMEOUT:.0f} s")
+        try:
+            hello = parent.recv()
+        except EOFError:
+            process.join(5)
+            raise SequencerUnavailable(
+                f"writer process exited at start (exit code {process.exitcode}); see its log"
+            ) from None
+        if hello[0] != "ready":
+            process.join(5)
+            raise SequencerUnavailable(f"writer process failed to start: {hello[1]}")
+        return process, parent
+
+    def _restart(self) -> bool:
+        """Replace a writer that died (at most :data:`_MAX_RESTARTS` a minute); True if running."""
+        now = time.monotonic()
+        self._restarts = [t for t in self._restarts if now - t < 60.0]
+        if len(self._restarts) >= _MAX_RESTARTS:
+            _log.critical("writer process died %d times within a minute; not restarting it: "
+                          "requests get 503 until the service is restarted", len(self._restarts))
+            return False
+        self._restarts.append(now)
+        time.sleep(0.2 * len(self._restarts))
+        try:
+            process, conn = self._spawn()
+        except SequencerUnavailable as exc:
+            _log.critical("writer process could not be restarted: %s", exc)
+            return False
+        with self._lock:
+            if self._closed:
+                process.kill()
+                return False
+            self._generation += 1
+            self._process, self._conn = process, conn
+            self._started_logs.clear()
+            self.failure = None
+        _log.warning("writer process restarted (pid %s); it continues each log from the store", process.pid)
+        return True
 
     @property
     def pid(self) -> int | None:
@@ -175,21 +210,32 @@ class ProcessSequencer(Sequencer):
         call_id = next(self._ids)
         with self._pending_lock:
             self._pending[call_id] = (future, size)
-        self._outbox.put((op, call_id, *args))
+        self._outbox.put((self._generation, (op, call_id, *args)))
         return future
+
+    def _drop(self, call_id: int, why: str) -> None:
+        with self._pending_lock:
+            future, size = self._pending.pop(call_id, (None, 0))
+        if size:
+            self._release(size)
+        if future is not None and not future.done():
+            future.set_exception(SequencerUnavailable(why))
 
     def _send_loop(self) -> None:
         # Pickling and writing happen here, never on the event loop: a write blocks while the
         # socket buffer is full (a request of 100 events is larger than it).
         while True:
-            message = self._outbox.get()
-            if message is None:
+            queued = self._outbox.get()
+            if queued is None:
                 return
+            generation, message = queued
+            if generation != self._generation:  # meant for a writer that died: never sent
+                self._drop(message[1], "writer process stopped before the request was sent")
+                continue
             try:
                 self._conn.send(message)
             except (OSError, ValueError) as exc:
-                self._fail(exc)
-                return
+                self._drop(message[1], f"writer process stopped: {exc}")
 
     def _read_loop(self) -> None:
         while True:
@@ -200,7 +246,9 @@ class ProcessSequencer(Sequencer):
                 code = self._process.exitcode
                 self._fail(exc if self._closed else SequencerUnavailable(
                     f"writer process exited (exit code {code})"))
-                return
+                if self._closed or not self._restart():
+                    return
+                continue
             with self._pending_lock:
                 future, size = self._pending.pop(call_id, (None, 0))
             if size:
@@ -215,7 +263,7 @@ class ProcessSequencer(Sequencer):
                 future.set_exception(_error_from(value))
 
     def _fail(self, exc: BaseException) -> None:
-        if self.failure is None:
+        with self._lock:
             self.failure = exc
             if not self._closed:
                 _log.error("writer process failed: %s", exc)
@@ -267,7 +315,7 @@ class ProcessSequencer(Sequencer):
             if self._closed:
                 return
             self._closed = True
-        self._outbox.put(("close", 0))
+        self._outbox.put((self._generation, ("close", 0)))
         self._outbox.put(None)
         self._sender.join(timeout)
         self._process.join(timeout)
