@@ -271,45 +271,24 @@ class AuditClient(_Base):
         required field or a malformed action, ``SpoolFull`` per the ``on_full`` policy, and
         ``ClientClosed`` after :meth:`close`.
         """
-        if event is None and not self._strict:  # the direct path (see envelope.keyword_item)
-            item = keyword_item(
-                self._log,
-                self._source,
-                action,
-                actor,
-                resource,
-                outcome,
-                reason,
-                before,
-                after,
-                metadata,
-                time,
-                id,
-                request_id,
-                trace_id,
-                span_id,
-                source,
-                log,
-            )
-        else:
-            item = self._item(
-                event,
-                action,
-                actor,
-                resource,
-                outcome,
-                reason,
-                before,
-                after,
-                metadata,
-                time,
-                id,
-                request_id,
-                trace_id,
-                span_id,
-                source,
-                log,
-            )
+        item = self._item(
+            event,
+            action,
+            actor,
+            resource,
+            outcome,
+            reason,
+            before,
+            after,
+            metadata,
+            time,
+            id,
+            request_id,
+            trace_id,
+            span_id,
+            source,
+            log,
+        )
         self._engine.put(item)
         return item[1]
 
