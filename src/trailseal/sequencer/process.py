@@ -128,7 +128,7 @@ class ProcessSequencer(Sequencer):
         config: SequencerConfig,
         *,
         factory: WriterFactory,
-        lock_path: Path,
+        lock_path: Path | None,
     ) -> None:
         super().__init__(store, keyring_for, origin_for, clock, config)
         self.failure: BaseException | None = None
@@ -138,7 +138,7 @@ class ProcessSequencer(Sequencer):
         self._outbox: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
         self._started_logs: set[str] = set()
         # The child bounds nothing itself: admission happens here, before a request is sent.
-        self._spawn_args = (factory, replace(config, queue_max_events=2**62), str(lock_path))
+        self._spawn_args = (factory, replace(config, queue_max_events=2**62), str(lock_path) if lock_path is not None else None)
         self._generation = 0  # bumped at each restart: queued messages of a dead writer are dropped
         self._restarts: list[float] = []
         self._process, self._conn = self._spawn()
@@ -300,6 +300,35 @@ class ProcessSequencer(Sequencer):
         self._admit(size)
         return self._call("submit", log, [_to_wire(e) for e in events], want_proofs, size=size)
 
+    def cluster_status(self) -> dict[str, Any]:
+        """The writer's election state (PostgreSQL): ``leading``, ``coordinator_error``,
+        ``listening`` (its outbox listener). Empty when the writer is down."""
+        if self.failure is not None:
+            return {}
+        try:
+            status: dict[str, Any] = self._call("status").result(5.0)
+        except (concurrent.futures.TimeoutError, TrailsealError):
+            return {}
+        return status
+
+    @property
+    def leading(self) -> list[str]:
+        """Logs the writer process sequences (a cluster node)."""
+        return list(self.cluster_status().get("leading", []))
+
+    @property
+    def coordinator_error(self) -> str | None:
+        """Why the writer's cluster coordination is unhealthy, if it is."""
+        if self.failure is not None:
+            return f"writer process stopped: {self.failure}"
+        status = self.cluster_status()
+        if not status:
+            return "writer process did not answer"
+        if not status.get("listening", True):
+            return "outbox listener is not connected to PostgreSQL"
+        error = status.get("coordinator_error")
+        return str(error) if error else None
+
     def tree_size(self, log: str) -> int:
         """Committed size of a log, as the writer holds it."""
         return int(self._wait(self._call("tree_size", log)))
@@ -332,15 +361,26 @@ def _start(sequencer: Sequencer, log: str) -> None:
     sequencer.worker(log)
 
 
+def _status(sequencer: Sequencer) -> dict[str, Any]:
+    outbox = getattr(sequencer, "outbox", None)
+    return {
+        "leading": list(getattr(sequencer, "leading", [])),
+        "coordinator_error": getattr(sequencer, "coordinator_error", None),
+        "listening": bool(getattr(outbox, "listening", True)),
+    }
+
+
 _CALLS: dict[str, Callable[..., Any]] = {
     "start": _start,
+    "status": _status,
     "tree_size": Sequencer.tree_size,
     "receipt_for": Sequencer.receipt_for,
 }
 
 
 def _child_main(
-    conn: multiprocessing.connection.Connection, factory: WriterFactory, config: SequencerConfig, lock_path: str
+    conn: multiprocessing.connection.Connection, factory: WriterFactory, config: SequencerConfig,
+    lock_path: str | None,
 ) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s writer %(levelname)s %(message)s")
     # This process is ours: hand the GIL over sooner than the default 5 ms, so the thread that
@@ -348,12 +388,14 @@ def _child_main(
     # do not wait on a full socket buffer).
     sys.setswitchinterval(0.0005)
     # A previous writer (its API process was killed) may still be finishing its last commit.
-    lock = open(lock_path, "a+")  # noqa: SIM115 - held for the process lifetime
-    fcntl.flock(lock, fcntl.LOCK_EX)
-    lock.seek(0)
-    lock.truncate()
-    lock.write(str(os.getpid()))
-    lock.flush()
+    # (None: the store elects its writers itself, as PostgreSQL does.)
+    lock = open(lock_path, "a+") if lock_path is not None else None  # noqa: SIM115 - held until exit
+    if lock is not None:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        lock.seek(0)
+        lock.truncate()
+        lock.write(str(os.getpid()))
+        lock.flush()
     try:
         sequencer = factory(config)
     except BaseException as exc:
@@ -409,4 +451,5 @@ def _child_main(
         sequencer.close()
         sequencer.store.close()
         conn.close()
-        lock.close()
+        if lock is not None:
+            lock.close()

@@ -59,7 +59,7 @@ class Runtime:
             self.sequencer = ProcessSequencer(
                 self.store, self.keyring, settings.origin, clock, config,
                 factory=functools.partial(open_writer, settings),
-                lock_path=Path(f"{settings.sqlite_path}.writer-lock"),
+                lock_path=None if self.scaleout.clustered else Path(f"{settings.sqlite_path}.writer-lock"),
             )
         else:
             self.sequencer = self.scaleout.sequencer(self.store, self.keyring, settings.origin, clock, config)
@@ -73,13 +73,9 @@ class Runtime:
 
     @property
     def uses_writer_process(self) -> bool:
-        """True when the log writers run in a child process (SQLite, one node, real clock)."""
-        return (
-            self.settings.writer_process
-            and not self.scaleout.clustered
-            and not self.settings.store.startswith(("postgresql://", "postgres://"))
-            and self.clock is utc_now
-        )
+        """True when the log writers run in a child process: SQLite or PostgreSQL without the
+        JetStream bus (its consumers live in the API process), and the real clock."""
+        return self.settings.writer_process and self.scaleout.bus is None and self.clock is utc_now
 
     def keyring(self, log: str) -> Keyring:
         """The log's keyring, generated (mode 0600) on first use."""
@@ -107,20 +103,27 @@ class Runtime:
 
 def open_writer(settings: Settings, config: SequencerConfig) -> Sequencer:
     """The writer process's sequencer (:class:`~trailseal.sequencer.process.ProcessSequencer`):
-    its own store connection with the full-text index hook, keyrings from the data directory."""
+    its own store connection and keyrings from the data directory. On SQLite the full-text index
+    hook runs in its commits; on PostgreSQL it takes part in the election (its node id names this
+    process) and runs the outbox, as the API process would."""
     from trailseal.query import search_for
 
     store = open_store(settings.store, settings.data_dir)
-    search_for(store)  # the full-text rows are written in the commit, as in one process
-    if isinstance(store, SQLiteStore):
-        store.checkpoint_in_background()  # no WAL checkpoint inside a commit (latency spikes)
     keyrings: dict[str, Keyring] = {}
     lock = threading.Lock()
+    scaleout = ScaleOut(settings, store)
 
     def keyring_for(log: str) -> Keyring:
         with lock:
             if log not in keyrings:
-                keyrings[log] = load_or_create_keyring(settings.data_dir, log, settings.origin(log), utc_now())[0]
+                with scaleout.key_guard(log):
+                    keyrings[log] = load_or_create_keyring(
+                        settings.data_dir, log, settings.origin(log), utc_now())[0]
             return keyrings[log]
 
-    return Sequencer(store, keyring_for, settings.origin, utc_now, config)
+    if isinstance(store, SQLiteStore):
+        search_for(store)  # the full-text rows are written in the commit, as in one process
+        store.checkpoint_in_background()  # no WAL checkpoint inside a commit (latency spikes)
+    sequencer = scaleout.sequencer(store, keyring_for, settings.origin, utc_now, config)
+    scaleout.start(sequencer)
+    return sequencer
