@@ -50,6 +50,15 @@ def drop(url: str) -> None:
     store.close()
 
 
+def settle(base: str) -> None:
+    """Start the next phase from a clean server: flush what the previous phase dirtied
+    (``CHECKPOINT``), so its background writes do not land on this phase's commits."""
+    import psycopg
+
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute("CHECKPOINT")
+
+
 def copy_rows(store: PostgresStore, entries: list[Any]) -> float:
     """Plain COPY of ``entries`` into ``leaves`` and ``events`` in batches; rows/s."""
     moment = dt.datetime.fromisoformat(NOW)
@@ -186,12 +195,14 @@ def run(base: str, *, quick: bool, nats: str | None) -> None:
     print(f"    sequencer              {seq_rate:>10,.0f} events/s")
     print(f"    plain COPY             {copy_rate:>10,.0f} rows/s   (same rows and tables, synchronous_commit=on)")
     print(f"    ratio                  {seq_rate / copy_rate:>10.2f}x")
+    settle(base)
     http = bench_http(base, seconds, 4)
     print("(pg-b) end to end, 4 client processes x batches of 100 over HTTP, PostgreSQL store")
     print(f"    acknowledged           {http['acked_per_s']:>10,.0f} events/s (sequenced receipts)  (target >= 15,000)")
     print(f"    vs plain COPY          {http['acked_per_s'] / copy_rate:>10.2f}x  (target >= 0.4x)")
     # Each commit waits on PostgreSQL's round trips and fsync: with 4 clients the node is
     # latency-bound (CPU idle); more concurrent producers make larger group commits.
+    settle(base)
     wide = bench_http(base, seconds, 16)
     print("(pg-b) same with 16 client processes")
     print(f"    acknowledged           {wide['acked_per_s']:>10,.0f} events/s (sequenced receipts)  (target >= 15,000)")
@@ -207,6 +218,7 @@ def run(base: str, *, quick: bool, nats: str | None) -> None:
         stream = f"TS_BENCH_{uuid.uuid4().hex[:8].upper()}"
         os.environ["TRAILSEAL_NATS_STREAM"] = stream  # inherited by the server process
         try:
+            settle(base)
             bus = bench_http(base, seconds, 4, "--ingest", nats, "--queue-max-events", "200000")
         finally:
             cleanup = JetStreamBus(nats, stream)
