@@ -108,9 +108,12 @@ class ScaleOut:
             start()
 
     def close(self) -> None:
-        """Close the bus (after the sequencer drained)."""
+        """Close the bus (after the sequencer drained) and this process's lease session (held
+        for key generation; with the sequencer in the writer process nothing else closes it)."""
         if self.bus is not None:
             self.bus.close()
+        if self.coordinator is not None:
+            self.coordinator.close()
 
     def key_guard(self, log: str) -> contextlib.AbstractContextManager[Any]:
         """Held while loading or generating ``log``'s keyring: one node generates, others read."""
