@@ -351,6 +351,36 @@ def test_the_planner_picks_a_driver_by_measured_selectivity(loaded: Loaded) -> N
     assert driver("source.environment:prod") == ("ordered", "q_entries_time")
 
 
+def test_a_common_token_value_is_paged_in_time_order_not_through_its_words(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "t.db")
+    search = for_store(store)
+    events = realistic_events(3000, seed=11)
+    for n, event in enumerate(events):  # one resource in 3 events of 5, the others once each
+        event["resource"] = {"type": "cluster", "id": "prod-cluster-0" if n % 5 < 3 else f"node-{n}"}
+    for n in (10, 1500, 2990):
+        events[n]["resource"] = {"type": "cluster", "id": "rare.one"}
+    load(store, events, Keyring.generate(f"test.example/{LOG}", RECEIVED))
+
+    def plan(q: str) -> tuple[str, str | None]:
+        _sql, chosen = search.plan(LOG, parse(q))
+        return chosen.kind, chosen.index
+
+    assert plan("resource.id:prod-cluster-0") == ("ordered", "q_entries_time")
+    assert plan("resource.id:rare.one") == ("text", None)
+    # The common value adds nothing to a MATCH but cost: only the rare one's words drive.
+    _driver, phrases = search.driver(LOG, search._log_id(LOG) or 0,
+                                     parse("resource.id:prod-cluster-0 AND resource.id:rare.one"))
+    assert len(phrases) == 1 and "rare" in phrases[0]
+    reference = ScanSearch(store)
+    for q in ("resource.id:prod-cluster-0", "resource.id:rare.one",
+              "resource.id:prod-cluster-0 AND outcome:success"):
+        for order in ("newest", "oldest"):
+            got = [e.leaf_index for e in search.search(LOG, parse(q), order=order, limit=5000)]  # type: ignore[arg-type]
+            want = [e.leaf_index for e in reference.search(LOG, parse(q), order=order, limit=5000)]  # type: ignore[arg-type]
+            assert got == want, (q, order)
+    store.close()
+
+
 def test_cursors_start_the_index_range_at_the_keyset(loaded: Loaded) -> None:
     q = "time:[2026-11-01T01:00:00Z TO 2026-11-01T04:00:00Z] outcome:success"
     node = parse(q, now=loaded.now)

@@ -30,7 +30,13 @@ import orjson
 from trailseal.core.errors import ConflictError, FormatError, OverloadedError, TrailsealError
 from trailseal.core.keys import Keyring
 from trailseal.core.receipt import Receipt
-from trailseal.sequencer.runner import Sequencer, SequencerConfig, SequencerUnavailable
+from trailseal.sequencer.runner import (
+    Sequencer,
+    SequencerConfig,
+    SequencerUnavailable,
+    error_from_record,
+    error_record,
+)
 from trailseal.sequencer.types import Item, Prepared
 from trailseal.sequencer.wire import decode_request, encode_request
 from trailseal.storage.base import Store
@@ -147,16 +153,6 @@ class _Pump:
     thread: threading.Thread
     stop: threading.Event = field(default_factory=threading.Event)
     wake: threading.Event = field(default_factory=threading.Event)
-
-
-def outcome_error(error: Mapping[str, Any]) -> TrailsealError:
-    """The exception an outbox error record stands for."""
-    detail = str(error.get("detail", "request failed at the sequencer"))
-    if error.get("kind") == "conflict":
-        return ConflictError(detail, event_id=str(error.get("event_id", "")))
-    if error.get("kind") == "format":
-        return FormatError(detail)
-    return SequencerUnavailable(detail)
 
 
 class ClusterSequencer(Sequencer):
@@ -382,7 +378,7 @@ class ClusterSequencer(Sequencer):
         for rid, waiter in finished.items():
             outcome = outcomes[rid]
             if outcome.error is not None:
-                waiter.future.set_exception(outcome_error(outcome.error))
+                waiter.future.set_exception(error_from_record(outcome.error))
             else:
                 receipts = [Receipt.from_json(r) for r in orjson.loads(outcome.result or b"[]")]
                 waiter.future.set_result(receipts)
@@ -426,7 +422,7 @@ class ClusterSequencer(Sequencer):
             try:
                 events = decode_request(item.payload)
             except FormatError as exc:
-                outcomes[item.request_id] = _outcome(None, {"kind": "format", "detail": str(exc)})
+                outcomes[item.request_id] = _outcome(None, error_record(exc))
                 continue
             try:
                 futures.append(
@@ -440,9 +436,7 @@ class ClusterSequencer(Sequencer):
             except ConflictError as exc:
                 if not exc.event_id:
                     continue  # deposed: the next sequencer answers it
-                outcomes[request_id] = _outcome(
-                    None, {"kind": "conflict", "detail": str(exc), "event_id": exc.event_id}
-                )
+                outcomes[request_id] = _outcome(None, error_record(exc))
             except Exception as exc:  # leave it pending; it is retried or times out
                 _log.warning("outbox request %d of log %s not sequenced: %s", request_id, log, exc)
             else:

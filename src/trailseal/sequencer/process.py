@@ -46,9 +46,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from trailseal.core.errors import ConflictError, FormatError, OverloadedError, TrailsealError
+from trailseal.core.errors import TrailsealError
 from trailseal.core.keys import Keyring
-from trailseal.sequencer.runner import Sequencer, SequencerConfig, SequencerUnavailable
+from trailseal.sequencer.runner import (
+    Sequencer,
+    SequencerConfig,
+    SequencerUnavailable,
+    error_from_record,
+    error_record,
+)
 from trailseal.sequencer.types import Item, LeafColumns, Receipt, Staged
 from trailseal.storage.base import Store
 
@@ -63,28 +69,6 @@ or a :func:`functools.partial` of one)."""
 _START_TIMEOUT = 120.0  # the writer restores each log's frontier from the store before "ready"
 _CALL_TIMEOUT = 60.0
 _MAX_RESTARTS = 5  # within a minute; then the writer stays down and /readyz says so
-
-
-def _error_record(exc: BaseException) -> dict[str, Any]:
-    if isinstance(exc, ConflictError):
-        return {"kind": "conflict", "detail": str(exc), "event_id": exc.event_id}
-    if isinstance(exc, FormatError):
-        return {"kind": "format", "detail": str(exc)}
-    if isinstance(exc, OverloadedError):
-        return {"kind": "overloaded", "detail": str(exc), "retry_after": exc.retry_after}
-    return {"kind": "unavailable", "detail": f"{type(exc).__name__}: {exc}"}
-
-
-def _error_from(record: dict[str, Any]) -> TrailsealError:
-    detail = str(record.get("detail", "request failed in the writer process"))
-    kind = record.get("kind")
-    if kind == "conflict":
-        return ConflictError(detail, event_id=str(record.get("event_id", "")))
-    if kind == "format":
-        return FormatError(detail)
-    if kind == "overloaded":
-        return OverloadedError(detail, retry_after=float(record.get("retry_after", 1.0)))
-    return SequencerUnavailable(detail)
 
 
 def _to_wire(item: Item) -> tuple[Any, ...]:
@@ -213,11 +197,16 @@ class ProcessSequencer(Sequencer):
         self._outbox.put((self._generation, (op, call_id, *args)))
         return future
 
-    def _drop(self, call_id: int, why: str) -> None:
+    def _settle(self, call_id: int) -> concurrent.futures.Future[Any] | None:
+        """Take a call off the pending table (releasing its admission); its future, if any."""
         with self._pending_lock:
             future, size = self._pending.pop(call_id, (None, 0))
         if size:
             self._release(size)
+        return future
+
+    def _drop(self, call_id: int, why: str) -> None:
+        future = self._settle(call_id)
         if future is not None and not future.done():
             future.set_exception(SequencerUnavailable(why))
 
@@ -249,10 +238,7 @@ class ProcessSequencer(Sequencer):
                 if self._closed or not self._restart():
                     return
                 continue
-            with self._pending_lock:
-                future, size = self._pending.pop(call_id, (None, 0))
-            if size:
-                self._release(size)
+            future = self._settle(call_id)
             if future is None:
                 continue
             if kind == "receipts":
@@ -260,7 +246,7 @@ class ProcessSequencer(Sequencer):
             elif kind == "ok":
                 future.set_result(value)
             else:
-                future.set_exception(_error_from(value))
+                future.set_exception(error_from_record(value))
 
     def _fail(self, exc: BaseException) -> None:
         with self._lock:
@@ -268,13 +254,9 @@ class ProcessSequencer(Sequencer):
             if not self._closed:
                 _log.error("writer process failed: %s", exc)
         with self._pending_lock:
-            pending = list(self._pending.values())
-            self._pending.clear()
-        for future, size in pending:
-            if size:
-                self._release(size)
-            if not future.done():
-                future.set_exception(SequencerUnavailable(f"writer process stopped: {exc}"))
+            pending = list(self._pending)
+        for call_id in pending:
+            self._drop(call_id, f"writer process stopped: {exc}")
 
     def _wait(self, future: concurrent.futures.Future[Any]) -> Any:
         try:
@@ -411,7 +393,7 @@ def _child_main(
         try:
             value = run()
         except BaseException as exc:  # every failure goes back to the caller
-            reply(call_id, "err", _error_record(exc))
+            reply(call_id, "err", error_record(exc))
         else:
             reply(call_id, "ok", value)
 
@@ -419,7 +401,7 @@ def _child_main(
         def done(future: concurrent.futures.Future[list[Receipt]]) -> None:
             exc = future.exception()
             if exc is not None:
-                reply(call_id, "err", _error_record(exc))
+                reply(call_id, "err", error_record(exc))
             else:
                 reply(call_id, "receipts", [astuple_receipt(r) for r in future.result()])
         return done
@@ -440,7 +422,7 @@ def _child_main(
                     staged = [_from_wire(record) for record in payload]
                     future = sequencer.submit_future(log, staged, want_proofs=want_proofs)
                 except BaseException as exc:
-                    reply(call_id, "err", _error_record(exc))
+                    reply(call_id, "err", error_record(exc))
                 else:
                     future.add_done_callback(submitted(call_id))
             elif op in _CALLS:

@@ -15,10 +15,11 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from trailseal.core.errors import OverloadedError, TrailsealError
+from trailseal.core.errors import ConflictError, FormatError, OverloadedError, TrailsealError
 from trailseal.core.keys import Keyring
 from trailseal.sequencer.log import LogSequencer, Request
 from trailseal.sequencer.types import Item, Receipt
@@ -46,6 +47,31 @@ class _Item:
 
 class SequencerUnavailable(TrailsealError):
     """The log's writer stopped after an error it cannot recover from on its own."""
+
+
+def error_record(exc: BaseException) -> dict[str, Any]:
+    """A request's failure as plain data, for another process or node (the writer process's
+    pipe, the PostgreSQL outbox); :func:`error_from_record` turns it back into the exception."""
+    if isinstance(exc, ConflictError):
+        return {"kind": "conflict", "detail": str(exc), "event_id": exc.event_id}
+    if isinstance(exc, FormatError):
+        return {"kind": "format", "detail": str(exc)}
+    if isinstance(exc, OverloadedError):
+        return {"kind": "overloaded", "detail": str(exc), "retry_after": exc.retry_after}
+    return {"kind": "unavailable", "detail": f"{type(exc).__name__}: {exc}"}
+
+
+def error_from_record(record: Mapping[str, Any]) -> TrailsealError:
+    """The exception an :func:`error_record` stands for."""
+    detail = str(record.get("detail", "request failed at the sequencer"))
+    kind = record.get("kind")
+    if kind == "conflict":
+        return ConflictError(detail, event_id=str(record.get("event_id", "")))
+    if kind == "format":
+        return FormatError(detail)
+    if kind == "overloaded":
+        return OverloadedError(detail, retry_after=float(record.get("retry_after", 1.0)))
+    return SequencerUnavailable(detail)
 
 
 class _LogWorker(threading.Thread):

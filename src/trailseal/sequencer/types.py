@@ -54,10 +54,6 @@ class Prepared:
             event.trace_id, event.source.service if event.source else None,
         )
 
-    def staged(self) -> Staged:
-        """The compact form sent to a writer process (no envelope object to rebuild)."""
-        return Staged(self.leaf_columns(), self.body, self.leaf_hash, self.content_hash)
-
 
 @dataclass(frozen=True, slots=True)
 class Staged:

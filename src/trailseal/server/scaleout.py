@@ -127,8 +127,10 @@ class ScaleOut:
         """Why this node should not receive traffic, or ``None``."""
         if self.bus is not None and not self.bus.connected:
             return f"bus: not connected to {self.settings.ingest}"
-        in_writer = hasattr(sequencer, "cluster_status")  # the election runs in the writer process
-        if self.coordinator is not None and not in_writer and not self.coordinator.listening:
+        # The outbox this process's sequencer listens on (a writer process reports its own
+        # through ``coordinator_error``).
+        outbox = getattr(sequencer, "outbox", None)
+        if outbox is not None and not outbox.listening:
             return "cluster: outbox listener is not connected to PostgreSQL"
         error = getattr(sequencer, "coordinator_error", None)
         if error:
