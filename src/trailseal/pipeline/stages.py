@@ -65,6 +65,7 @@ RESERVED_METADATA = "_trailseal"
 """Member of ``metadata`` the server fills (ingest node, skew, redrive); producers may not send it."""
 _SERVER_FIELDS = ("received_at", "log", "schema")
 _PAYLOADS = ("before", "after", "metadata")
+_MAX_ERRORS = 100  # envelope errors reported per request, at most
 _SURVEY_DEPTH = 200  # deeper limits take the reference path (its walk is iterative, not recursive)
 _TRACEPARENT = re.compile(r"[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}(?:-.*)?")
 
@@ -415,23 +416,35 @@ def run_stages(
     """Run ``stages`` over a request's events. All-or-nothing for malformed input.
 
     A size breach raises :class:`LimitExceeded` at once; envelope errors are collected (up to 100)
-    and raised together as :class:`BatchError`. Schema failures are *not* errors: they are left
-    as ``violations`` on the draft for the caller to quarantine.
+    and raised together as :class:`BatchError`, by position. Schema failures are *not* errors:
+    they are left as ``violations`` on the draft for the caller to quarantine.
+
+    The request goes through one stage at a time (every event through ``parse``, then every event
+    through ``validate``, ...), not one event at a time: each stage's code and data (compiled
+    schemas, the redaction automaton, regexes, keys) stay in the CPU caches for the whole request.
+    With the stages on this takes about a quarter less CPU per event than event by event (BENCHMARKS
+    *pipeline*). The result is the same either way: a stage reads and writes only its own draft.
     """
-    drafts: list[Draft] = []
-    errors: list[tuple[int, InvalidEvent]] = []
-    for position, raw in enumerate(raws):
-        draft = Draft(position, raw, sizes[position] if sizes is not None else None)
-        try:
-            for stage in stages:
+    drafts = [Draft(position, raw, sizes[position] if sizes is not None else None) for position, raw in enumerate(raws)]
+    errors: dict[int, InvalidEvent] = {}
+    live = drafts
+    for stage in stages:
+        failed = False
+        for draft in live:
+            try:
                 stage(draft, context)
-        except InvalidEvent as exc:
-            errors.append((position, exc))
-        except FormatError as exc:
-            errors.append((position, InvalidEvent("", str(exc))))
-        if len(errors) >= 100:
-            break
-        drafts.append(draft)
+            except InvalidEvent as exc:
+                errors[draft.position] = exc
+                failed = True
+            except FormatError as exc:
+                errors[draft.position] = InvalidEvent("", str(exc))
+                failed = True
+            else:
+                continue
+            if len(errors) >= _MAX_ERRORS:
+                raise BatchError(sorted(errors.items()))
+        if failed:  # a failed event goes no further
+            live = [draft for draft in live if draft.position not in errors]
     if errors:
-        raise BatchError(errors)
+        raise BatchError(sorted(errors.items()))
     return drafts
