@@ -66,6 +66,18 @@ def test_defaults_mask_secrets_anywhere_and_tokenize_contacts_in_free_text() -> 
     assert event["reason"].startswith("ping bob@")  # the input is not changed
 
 
+def test_repeated_strings_are_redacted_the_same_every_time() -> None:
+    """The redactor remembers each scanned string's outcome: a repeat must come out exactly as the
+    first (redacted, dropped or kept), never as the plaintext."""
+    redactor = Redactor(RedactionPolicy.from_json({"detectors": {"aws_access_key": {"action": "drop"}}}), TOKENS)
+    event = make_event(reason="ping bob@example.com", metadata={"key": "AKIAIOSFODNN7EXAMPLE", "note": "routine"})
+    first = redactor.apply(event, log="default", event_id="e1")
+    for _ in range(3):
+        again = redactor.apply(make_event(**{k: event[k] for k in ("reason", "metadata")}), log="default", event_id="e2")
+        assert again["reason"] == first["reason"] == f"ping [email:{TOKENS.token('bob@example.com')}]"
+        assert "key" not in again["metadata"] and again["metadata"]["note"] == "routine"
+
+
 def test_tenant_can_change_detectors() -> None:
     event = make_event(reason="from 10.0.0.7 by bob@example.com", metadata={"n": "AKIAIOSFODNN7EXAMPLE"})
     out = apply(event, {"detectors": {"ipv4": "mask", "email": {"action": "off"}, "aws_access_key": {"action": "drop"}}})

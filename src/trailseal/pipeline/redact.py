@@ -216,8 +216,8 @@ def _rule(item: Any, number: int) -> Rule:
 
 _DROP = object()
 _CACHE_LIMIT = 20_000
-_CLEAN_LIMIT = 8_192  # strings remembered as holding no detector hit, per scan kind set
-_CLEAN_MAX_CHARS = 512  # longer ones are rarely repeated: at most ~4 MiB per set
+_SEEN_LIMIT = 8_192  # scanned strings remembered with their outcome, per scan kind set
+_SEEN_MAX_CHARS = 512  # longer ones are rarely repeated: at most ~8 MiB per set
 _NODE_LIMIT = 4_096  # compiled matcher states kept per tenant (past it: computed, not kept)
 
 # What a compiled pattern is for: a literal rule, a wildcard rule, a free-text pattern, or one of
@@ -403,9 +403,11 @@ class Redactor:
         self._anywhere_kinds = tuple(self._anywhere)
         self._all_kinds = tuple(self._free_kinds)
         self._card_anywhere = "card" in self._anywhere
-        # Strings found to hold no hit, per kind set: repeated values (user agents, notes) skip the
-        # detectors. Only clean strings are kept, never a value that held personal data.
-        self._clean: dict[tuple[str, ...], set[str]] = {self._anywhere_kinds: set(), self._all_kinds: set()}
+        # Scanned strings and what the scan made of them (the string itself when it held no hit), per
+        # kind set: repeated values (user agents, notes, an approver's address) skip the detectors
+        # and the tokenizer. In memory only and bounded, like the tokenizer's own cache of tokens;
+        # a new policy or tenant key builds a new Redactor, and with it new caches.
+        self._seen: dict[tuple[str, ...], dict[str, Any]] = {self._anywhere_kinds: {}, self._all_kinds: {}}
 
     def _rule(self, segs: tuple[str, ...]) -> Rule | None:
         # Events of one tenant repeat the same paths: remember each path's answer.
@@ -555,19 +557,22 @@ class Redactor:
 
     def _scan_text(self, text: str, kinds: tuple[str, ...]) -> Any:
         """``_scan`` for a string known to be scanned with ``kinds``."""
-        clean = self._clean[kinds]
-        if text in clean:
-            return text
+        seen = self._seen[kinds]
+        found = seen.get(text)
+        if found is not None:
+            return found
         hits = detectors.find(text, kinds)
         if not hits:
-            if len(text) <= _CLEAN_MAX_CHARS:
-                if len(clean) >= _CLEAN_LIMIT:
-                    clean.clear()
-                clean.add(text)
-            return text
-        if any(self._actions[h.kind] == "drop" for h in hits):
-            return _DROP
-        return self._replace(text, hits)
+            found = text
+        elif any(self._actions[h.kind] == "drop" for h in hits):
+            found = _DROP
+        else:
+            found = self._replace(text, hits)
+        if len(text) <= _SEEN_MAX_CHARS:
+            if len(seen) >= _SEEN_LIMIT:
+                seen.clear()
+            seen[text] = found
+        return found
 
     def apply_reference(
         self, body: Mapping[str, Any], *, log: str, event_id: str, text: str | None = None
