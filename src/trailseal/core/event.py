@@ -52,6 +52,7 @@ from trailseal.core.canonical import MAX_SAFE_INTEGER, canonicalize
 from trailseal.core.errors import CanonicalizationError, InvalidEvent
 from trailseal.core.hashing import leaf_hash
 from trailseal.core.ids import format_time, new_event_id, normalize_time
+from trailseal.core.slots import maker
 
 __all__ = ["OUTCOMES", "Actor", "Event", "Producer", "Resource", "SchemaRef", "Source"]
 __all__ += ["format_time", "normalize_time"]  # re-exported from trailseal.core.ids
@@ -93,26 +94,6 @@ def _new(cls: type[_T], values: Any) -> _T:
     if make is None:  # a subclass: its own __init__ knows its fields
         return cls(*values)
     return make(values)  # type: ignore[no-any-return]
-
-
-def _maker(cls: type) -> Any:
-    """A function ``make(values) -> cls instance`` setting each slot through its descriptor, in
-    straight-line code generated once per class (as ``dataclasses`` makes ``__init__``)."""
-    names = [field.name for field in dataclasses.fields(cls)]
-    args = [f"a{n}" for n in range(len(names))]
-    sets = [f"s{n}" for n in range(len(names))]
-    source = "\n".join([
-        f"def build(cls, new, {', '.join(sets)}):",
-        "    def make(values):",
-        f"        {', '.join(args)}, = values",
-        "        instance = new(cls)",
-        *(f"        {setter}(instance, {arg})" for setter, arg in zip(sets, args, strict=True)),
-        "        return instance",
-        "    return make",
-    ])  # fmt: skip
-    namespace: dict[str, Any] = {}
-    exec(source, namespace)  # only our own identifiers: field names never enter the source
-    return namespace["build"](cls, object.__new__, *(getattr(cls, name).__set__ for name in names))
 
 
 # The from_dict fast path checks each field inline; anything unusual goes to these helpers, which
@@ -442,7 +423,7 @@ class Event:
 _CLASSES = (Actor, Resource, Source, Producer, SchemaRef, Event)
 _FIELDS = {cls: frozenset(field.name for field in dataclasses.fields(cls)) for cls in _CLASSES}
 _ORDER = tuple(field.name for field in dataclasses.fields(Event))
-_MAKERS: dict[type, Any] = {cls: _maker(cls) for cls in _CLASSES}
+_MAKERS: dict[type, Any] = {cls: maker(cls) for cls in _CLASSES}
 assert _ORDER[-3:] == ("received_at", "log", "schema")
 _TEXTS = ("request_id", "trace_id", "span_id", "reason")
 _VALUES = operator.attrgetter(*_ORDER)  # every field of an Event, as a tuple

@@ -24,6 +24,7 @@ from trailseal.core.compact import CompactRange
 from trailseal.core.errors import ConflictError, VerificationError
 from trailseal.core.keys import Keyring
 from trailseal.core.merkle import prove_inclusion
+from trailseal.core.slots import maker
 from trailseal.core.tiles import TILE_HEIGHT, TILE_WIDTH, node_from_tiles
 from trailseal.sequencer.types import Item, Receipt
 from trailseal.storage.base import CheckpointRecord, LeafEntry, Store, TileReader, TileWrite
@@ -42,26 +43,13 @@ class Request:
     error: BaseException | None = None
 
 
+_make_entry = maker(LeafEntry)  # values from the sequencer itself and a checked envelope
+_make_receipt = maker(Receipt)
+
+
 def _leaf_entry(log: str, leaf_index: int, item: Item) -> LeafEntry:
-    c = item.leaf_columns()
-    return LeafEntry(
-        log=log,
-        leaf_index=leaf_index,
-        event_id=c.id,
-        leaf_hash=item.leaf_hash,
-        content_hash=item.content_hash,
-        body=item.body,
-        time=c.time,
-        received_at=c.received_at,
-        action=c.action,
-        actor_id=c.actor_id,
-        resource_type=c.resource_type,
-        resource_id=c.resource_id,
-        outcome=c.outcome,
-        request_id=c.request_id,
-        trace_id=c.trace_id,
-        source_service=c.source_service,
-    )
+    c = item.leaf_columns()  # id, then LeafEntry's fields from time on, in its order
+    return _make_entry((log, leaf_index, c[0], item.leaf_hash, item.content_hash, item.body, *c[1:]))
 
 
 class LogSequencer:
@@ -177,14 +165,21 @@ class LogSequencer:
                 touched.add(tile_level)
 
         tiles: list[TileWrite] = []
+        log = self.log
         for _req, parts in plan:
             for item in parts:
-                if not isinstance(item, Receipt) and item.event_id not in index_of:
-                    leaf_index = work.end
-                    index_of[item.event_id] = leaf_index
-                    entries.append(_leaf_entry(self.log, leaf_index, item))
-                    work.append(item.leaf_hash, visit)
-                    # Full tiles are cut off the edge as soon as they fill.
+                if isinstance(item, Receipt):
+                    continue
+                event_id = item.event_id
+                if event_id in index_of:
+                    continue
+                leaf_index = work.end
+                index_of[event_id] = leaf_index
+                entries.append(_leaf_entry(log, leaf_index, item))
+                work.append(item.leaf_hash, visit)
+                # Full tiles are cut off the edge as soon as they fill; a tile at any level fills
+                # only when the tree size reaches a multiple of TILE_WIDTH.
+                if work.end % TILE_WIDTH == 0:
                     for tile_level in list(touched):
                         edge = edges[tile_level]
                         if len(edge) == TILE_WIDTH * _HASH:
@@ -237,6 +232,8 @@ class LogSequencer:
                 return got
             return self._get_node(level, index)
 
+        note = record.note.decode() if record is not None else ""
+        log = self.log
         for req, parts in plan:
             receipts: list[Receipt] = []
             for item in parts:
@@ -244,21 +241,16 @@ class LogSequencer:
                     receipts.append(item)
                     continue
                 assert record is not None
-                leaf_index = index_of[item.event_id]
+                event_id = item.event_id
+                leaf_index = index_of[event_id]
                 proof = (
                     tuple(prove_inclusion(leaf_index, record.tree_size, get_node))
                     if req.want_proofs
                     else None
                 )
                 receipts.append(
-                    Receipt(
-                        id=item.event_id,
-                        log=self.log,
-                        leaf_index=leaf_index,
-                        leaf_hash=item.leaf_hash,
-                        tree_size=record.tree_size,
-                        checkpoint=record.note.decode(),
-                        inclusion_proof=proof,
+                    _make_receipt(
+                        (event_id, log, leaf_index, item.leaf_hash, record.tree_size, note, proof, False)
                     )
                 )
             req.receipts = receipts

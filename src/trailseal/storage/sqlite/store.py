@@ -7,6 +7,7 @@ loss (ARCHITECTURE.md §3, invariant 1).
 
 from __future__ import annotations
 
+import operator
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -36,12 +37,10 @@ _LOOKUP_CHUNK = 500  # stays well under SQLITE_MAX_VARIABLE_NUMBER
 AppendHook = Callable[[sqlite3.Connection, str, Sequence[LeafEntry]], None]
 
 
-def _row(e: LeafEntry) -> tuple[object, ...]:
-    return (
-        e.log, e.leaf_index, e.event_id, e.leaf_hash, e.content_hash, e.body, e.time,
-        e.received_at, e.action, e.actor_id, e.resource_type, e.resource_id, e.outcome,
-        e.request_id, e.trace_id, e.source_service,
-    )
+_row: Callable[[LeafEntry], tuple[object, ...]] = operator.attrgetter(  # the INSERT's column order
+    "log", "leaf_index", "event_id", "leaf_hash", "content_hash", "body", "time", "received_at", "action",
+    "actor_id", "resource_type", "resource_id", "outcome", "request_id", "trace_id", "source_service",
+)
 
 
 def _entry(row: tuple[Any, ...]) -> LeafEntry:
@@ -229,7 +228,7 @@ class SQLiteStore:
                         f"append: leaf index {entries[0].leaf_index} does not continue tree size {size}"
                     )
                 try:
-                    conn.executemany(_INSERT_ENTRY, [_row(e) for e in entries])
+                    conn.executemany(_INSERT_ENTRY, map(_row, entries))
                 except sqlite3.IntegrityError as exc:
                     raise ConflictError(f"append: {exc}") from exc
                 for hook in self._append_hooks:
