@@ -83,18 +83,16 @@ def _confirmed(kind: str, text: str) -> bool:
 
 
 def _digits(text: str) -> int:
-    return sum(map(text.count, "0123456789"))
+    """How many ASCII digits ``text`` holds (UTF-8 encodes every other character without a byte
+    in 0x30-0x39, so counting bytes is counting characters): two C passes instead of ten."""
+    data = text.encode("utf-8", "surrogatepass")
+    return len(data) - len(data.translate(None, b"0123456789"))
 
 
 # Every byte of ``[0-9 -]`` to b"0", every other byte to b"x": a card number (13-19 digits, single
 # spaces or dashes between them) needs 13 of b"0" in a row there. One C pass over the text.
 _RUNS = bytes(48 if chr(byte) in "0123456789 -" else 120 for byte in range(256))
 _RUN13 = b"0" * 13
-
-
-def _has_run(text: str) -> bool:
-    """True when ``text`` has 13 characters of ``[0-9 -]`` in a row (needed by every card)."""
-    return _RUN13 in text.encode("utf-8", "surrogatepass").translate(_RUNS)
 
 
 def _card_run(text: str) -> bool:
@@ -146,7 +144,10 @@ def may_contain(text: str, kinds: Iterable[str]) -> bool:
     Every prefilter is a necessary condition that also holds for any substring's superset, so one
     check over the serialized event rules out every one of its strings at once.
     """
-    return any(_WHOLE.get(kind, _PREFILTERS[kind])(text) for kind in kinds)
+    for kind in kinds:  # noqa: SIM110 -- a loop, not any(<generator>): this runs for every event
+        if _WHOLE.get(kind, _PREFILTERS[kind])(text):
+            return True
+    return False
 
 
 def find(text: str, kinds: Iterable[str]) -> list[Hit]:
@@ -163,7 +164,7 @@ def find(text: str, kinds: Iterable[str]) -> list[Hit]:
             if digits < 0:
                 digits = _digits(text)
             if kind == "card":
-                if digits < 13 or not _has_run(text):
+                if digits < 13 or not _card_run(text):  # a 13-digit run, checked inside the runs
                     continue
             elif digits < 8 or not ("+" in text or "-" in text or "." in text or " " in text):
                 continue
