@@ -119,7 +119,7 @@ def main() -> None:
     # every collection: a server holds one request at a time, and collections walking the
     # harness's events would be charged to whichever side allocates more.
     tune_gc()
-    rounds = 1 if args.quick else 3
+    rounds = 1 if args.quick else 5
     results: dict[bool, list[tuple[float, float]]] = {True: [], False: []}
     for _ in range(rounds):  # alternate, so drift on a shared machine hits both sides alike
         for stages_on in (True, False):
