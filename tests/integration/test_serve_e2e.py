@@ -86,3 +86,33 @@ def test_every_command_has_help_with_an_example() -> None:
     readme = (Path(__file__).resolve().parents[2] / "docs" / "cli.md").read_text()
     for name in commands:
         assert f"trailseal {name}" in readme, f"docs/cli.md does not document {name}"
+
+
+def test_a_producers_overtaking_batch_is_sequenced_after_the_one_before_it(server: ServerProcess) -> None:
+    """Two batches of one producer in flight, the later one first on the wire: the server holds it
+    until the earlier one is handed to the sequencer, so the log keeps the producer's order."""
+    import threading
+    import time
+
+    def batch(first: int, count: int) -> list[dict[str, object]]:
+        return [make_event(producer={"id": "svc-order", "seq": first + n}) for n in range(count)]
+
+    def post(events: list[dict[str, object]], out: list[httpx.Response]) -> None:
+        out.append(httpx.post(f"{server.url}/v1/events", json=events, timeout=30))
+
+    first: list[httpx.Response] = []
+    post(batch(0, 10), first)  # the server knows the producer from here on
+    assert first[0].status_code == 200
+    late: list[httpx.Response] = []
+    early: list[httpx.Response] = []
+    overtaker = threading.Thread(target=post, args=(batch(20, 10), late))
+    overtaker.start()
+    time.sleep(0.5)  # 20..29 has arrived and waits for 10..19
+    assert overtaker.is_alive()
+    post(batch(10, 10), early)
+    overtaker.join(10)
+    assert early[0].status_code == 200 and late[0].status_code == 200
+    early_leaves = [r["leaf_index"] for r in early[0].json()["receipts"]]
+    late_leaves = [r["leaf_index"] for r in late[0].json()["receipts"]]
+    assert max(early_leaves) < min(late_leaves)
+    assert early_leaves == list(range(10, 20)) and late_leaves == list(range(20, 30))

@@ -13,6 +13,7 @@ from trailseal.pipeline.service import open_pipeline
 from trailseal.sequencer.process import ProcessSequencer
 from trailseal.sequencer.runner import Sequencer, SequencerConfig
 from trailseal.server.access import build_access
+from trailseal.server.ordering import ProducerOrder
 from trailseal.server.scaleout import ScaleOut
 from trailseal.server.settings import Settings
 from trailseal.storage import Store, open_store
@@ -92,6 +93,12 @@ class Runtime:
             node=settings.ingest_node or settings.server_name,
             static_source={"region": settings.context_region, "environment": settings.context_environment},
         )
+        producers = self.pipeline.state.producers
+
+        def stored_seqs(log: str) -> dict[str, int]:
+            return {p.producer_id: p.max_seq for p in producers.list_producers(log) if p.max_seq is not None}
+
+        self.order = ProducerOrder(settings.order_wait_seconds, stored_seqs)  # server/ordering.py
         self.scaleout.start(self.sequencer)
 
     @property

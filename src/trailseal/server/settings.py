@@ -42,6 +42,9 @@ class Settings:
     # them on a thread of the API process (tests that inject a clock, embedding)
     writer_process: bool = True
     retry_after_seconds: int = 1
+    # a producer's batches reach the sequencer in its producer.seq order: how long an early batch
+    # waits for the one before it (server/ordering.py); 0 turns the wait off
+    order_wait_seconds: float = 2.0
     # access (docs/security.md): API keys / OIDC tokens, roles per tenant, self-audit
     auth_required: bool = True
     public_verification: bool = True  # checkpoints, tiles, verifier keys readable without a key

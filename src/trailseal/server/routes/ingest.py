@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter, Query
 from starlette.requests import Request
 from starlette.responses import Response
@@ -9,6 +11,7 @@ from starlette.responses import Response
 from trailseal.core.errors import FormatError, LimitExceeded
 from trailseal.pipeline.stages import Correlation
 from trailseal.server.http import EVENT_BODY_DOC, json_response, parse_events, read_body
+from trailseal.server.ordering import producer_run
 from trailseal.server.runtime import Runtime, utc_now
 
 
@@ -36,26 +39,32 @@ def router(runtime: Runtime) -> APIRouter:
         if not raws:
             raise FormatError("body: no events")
         # The pipeline stages (docs/pipeline.md): schema validation and quarantine, redaction,
-        # enrichment, sampling, then canonical bytes and leaf hashes.
+        # enrichment, sampling, then canonical bytes and leaf hashes. A producer's batches are
+        # handed to the sequencer in its seq order (server/ordering.py).
         pipeline = runtime.pipeline
         received_at = utc_now()
         correlation = Correlation.from_headers(
             request.headers.get("traceparent"), request.headers.get("x-request-id")
         )
-        outcome = pipeline.process(
-            raws,
-            pipeline.context(target, received_at, correlation=correlation,
-                             max_depth=limits.max_depth, max_event_bytes=limits.max_event_bytes),
-            sizes,
-        )
-        prepared = outcome.prepared
-        if runtime.scaleout.bus is not None:  # "accepted" mode (docs/deploy.md)
-            accepted = await runtime.scaleout.accept(
-                target, prepared, settings.origin(target), utc_now()
-            ) if prepared else []
-            pipeline.committed(outcome, received_at)
-            return json_response({"receipts": pipeline.receipts(outcome, accepted)}, status=202)
-        receipts = await runtime.sequencer.submit(target, prepared, want_proofs=proofs) if prepared else []
+        run = producer_run(raws)
+        with runtime.order.hand_over(target, run):
+            outcome = pipeline.process(
+                raws,
+                pipeline.context(target, received_at, correlation=correlation,
+                                 max_depth=limits.max_depth, max_event_bytes=limits.max_event_bytes),
+                sizes,
+            )
+            prepared = outcome.prepared
+            await runtime.order.turn(target, run)
+            if runtime.scaleout.bus is not None:  # "accepted" mode (docs/deploy.md)
+                accepted = await runtime.scaleout.accept(
+                    target, prepared, settings.origin(target), utc_now()
+                ) if prepared else []
+                pipeline.committed(outcome, received_at)
+                return json_response({"receipts": pipeline.receipts(outcome, accepted)}, status=202)
+            # Queued here, in this order; awaited below, after the hand-over is recorded.
+            sequenced = runtime.sequencer.submit_future(target, prepared, want_proofs=proofs) if prepared else None
+        receipts = await asyncio.wrap_future(sequenced) if sequenced is not None else []
         pipeline.committed(outcome, received_at)
         pipeline.flush_summaries(received_at)
         return json_response({"receipts": pipeline.receipts(outcome, receipts)})
