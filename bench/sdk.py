@@ -17,6 +17,13 @@
     producer) and as many requests at a time.
 
 The load average is printed before and after: the figures mean little on a busy machine.
+
+(d) ``--cold``: a steadier measure of what (a) paced is about. A call made now and then runs with
+    cold caches, so it costs about what it touches. This runs ``emit`` (its background threads
+    stopped) and the ``queue.Queue.put`` baseline (no consumer waiting) under valgrind's cache
+    simulator (``callgrind --cache-sim=yes``: L1 32 KiB code + 48 KiB data, last level 4 MiB),
+    evicting the caches before each call, and prints per call the instructions run and the cache
+    lines that had to come from memory (code and data). Needs valgrind; takes a minute or two.
 """
 
 from __future__ import annotations
@@ -26,6 +33,8 @@ import collections
 import os
 import platform
 import queue
+import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -223,6 +232,91 @@ def bench_raw(count: int, batch: int, tmp: Path, concurrency: int) -> float:
     return raw_rate
 
 
+_COLD_CACHES = ["--I1=32768,8,64", "--D1=49152,12,64", "--LL=4194304,16,64"]
+
+
+def cold_child(target: str, count: int) -> None:
+    """Under callgrind: ``count`` calls of ``target``, each after evicting the caches, each made
+    through ``map()`` so that ``--toggle-collect=map_next`` counts those calls and nothing else."""
+    calls = [emit_kwargs(n) for n in range(count + 100)]
+    client = AuditClient(transport=NullTransport(), max_queue=10 * count)
+    engine = client._engine
+    engine.close(5)  # stop the background threads: their work would be counted too
+    engine._closed = engine._spooler_idle = False  # ... and let emit queue (in memory) again
+    box: queue.Queue[Any] = queue.Queue()
+    event = {"actor": {"id": "alice@example.com"}, **emit_kwargs(0)}
+
+    def call(n: int) -> object:
+        return client.emit(**calls[n]) if target == "emit" else box.put(event)
+
+    evictor = bytearray(16 << 20)
+    with audit_context(actor="alice@example.com", request_id="req-1"):
+        for n in range(100):  # warm-up (and the interpreter's specialization), not counted
+            call(n)
+        for n in range(100, 100 + count):
+            copy = bytes(evictor)  # touch 32 MiB: nothing of the last call stays cached
+            del copy
+            for _ in map(call, (n,)):
+                pass
+    engine._closed = True  # closed above already: nothing to deliver at exit
+
+
+def bench_cold(count: int, tmp: Path) -> None:
+    if shutil.which("valgrind") is None or shutil.which("callgrind_annotate") is None:
+        print("(d) --cold needs valgrind (callgrind and callgrind_annotate)")
+        return
+    found: dict[str, list[float]] = {}
+    for target in ("emit", "queue"):
+        out = tmp / f"callgrind.{target}"
+        subprocess.run(
+            [
+                "valgrind",
+                "--tool=callgrind",
+                "--cache-sim=yes",
+                *_COLD_CACHES,
+                "--toggle-collect=map_next",
+                f"--callgrind-out-file={out}",
+                sys.executable,
+                __file__,
+                "--cold-child",
+                target,
+                "--cold",
+                str(count),
+            ],
+            check=True,
+            capture_output=True,
+        )
+        report = subprocess.run(
+            [
+                "callgrind_annotate",
+                "--show=Ir,ILmr,DLmr,DLmw",
+                "--show-percs=no",
+                "--auto=no",
+                str(out),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        totals = next(line for line in report.splitlines() if "PROGRAM TOTALS" in line)
+        found[target] = [float(value.replace(",", "")) / count for value in totals.split()[:4]]
+    emit, base = found["emit"], found["queue"]
+    if not emit[0]:
+        print("(d) --cold: nothing counted (does libpython have its symbols? map_next is needed)")
+        return
+    for label, (instructions, code, data_read, data_write) in (
+        ("emit()", emit),
+        ("baseline queue.Queue.put", base),
+    ):
+        print(
+            f"(d) {label}, cold, per call: {instructions:,.0f} instructions, "
+            f"{code + data_read + data_write:,.0f} cache lines from memory "
+            f"({code:,.0f} code, {data_read + data_write:,.0f} data)"
+        )
+    ratio = (emit[1] + emit[2] + emit[3]) / (base[1] + base[2] + base[3])
+    print(f"    ratio (cache lines) {ratio:.1f}x")
+
+
 def load() -> str:
     return "load average " + ", ".join(f"{value:.2f}" for value in os.getloadavg())
 
@@ -230,7 +324,24 @@ def load() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller counts")
+    parser.add_argument(
+        "--cold",
+        type=int,
+        nargs="?",
+        const=100,
+        metavar="CALLS",
+        help="only (d): cold calls under valgrind's cache simulator (default 100)",
+    )
+    parser.add_argument("--cold-child", choices=["emit", "queue"], help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.cold_child:
+        cold_child(args.cold_child, args.cold or 100)
+        return
+    if args.cold:
+        with tempfile.TemporaryDirectory(prefix="ts-bench-sdk-") as name:
+            print(f"machine: {platform.machine()}, Python {platform.python_version()}; {load()}")
+            bench_cold(args.cold, Path(name))
+        return
     emits, ceiling, e2e = (20_000, 20_000, 5_000) if args.quick else (100_000, 100_000, 30_000)
     print(
         f"machine: {platform.machine()}, {platform.processor() or '?'}, Python {platform.python_version()}, "

@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from queue import SimpleQueue
 from typing import Any
@@ -27,7 +27,8 @@ from trailseal.sdk import (
 from trailseal.sdk import engine as engine_module
 from trailseal.sdk.context import effective_context
 from trailseal.sdk.engine import EngineConfig
-from trailseal.sdk.envelope import build_event, keyword_item
+from trailseal.sdk.envelope import build_event, complete, keyword_item
+from trailseal.sdk.ids import format_time_ns
 
 FAST = RetryPolicy(initial=0.01, maximum=0.05)
 
@@ -81,10 +82,12 @@ def test_max_in_flight_sends_batches_concurrently_and_delivers_each_event() -> N
         assert size <= 10
 
 
-def test_one_in_flight_is_the_default_and_keeps_the_order() -> None:
-    assert EngineConfig().max_in_flight == 1
+def test_two_in_flight_is_the_default_and_one_keeps_the_order_without_the_server() -> None:
+    # The server restores producer order across concurrent batches (tests/server/test_ordering.py);
+    # a transport that does not (this one) sees it only with one batch in flight.
+    assert EngineConfig().max_in_flight == 2
     sink = GatedTransport()
-    with AuditClient(transport=sink, batch_size=7, linger=0.001, retry=FAST) as audit:
+    with AuditClient(transport=sink, batch_size=7, linger=0.001, retry=FAST, max_in_flight=1) as audit:
         ids = emit_many(audit, 200)
         assert audit.flush(20) == 0
     assert sink.most_active == 1
@@ -278,8 +281,8 @@ def test_keyword_item_matches_build_event(
     fields: dict[str, Any], client_source: dict[str, str] | None
 ) -> None:
     with audit_context(actor="alice", tenant="t1", request_id="ctx-req", trace_id="ctx-trace"):
-        log, event_id, body = keyword_item(
-            "dflt", client_source, *(fields.get(name) for name in NAMES)
+        [(log, event_id, body)] = complete(
+            [keyword_item("dflt", client_source, *(fields.get(name) for name in NAMES))]
         )
         wire, general_log = build_event(
             None, fields, effective_context(), source=client_source, strict=False
@@ -310,6 +313,50 @@ def test_emit_snapshots_mutable_fields() -> None:
         audit.emit(action="doc.write", actor="a", resource="doc:1", before=row)
         row["status"] = "changed after emit"
     assert sink.events[0]["before"] == {"status": "draft"}
+
+
+@pytest.mark.parametrize("fields", CASES)
+def test_the_time_written_on_the_spooler_gives_the_bytes_of_the_whole_event(
+    fields: dict[str, Any],
+) -> None:
+    with audit_context(actor="alice", request_id="ctx-req"):
+        item = keyword_item("", {"service": "s"}, *(fields.get(name) for name in NAMES))
+    [(_, event_id, body)] = complete([item])
+    if "time" in fields or "id" in fields:  # serialized whole on the caller's thread
+        assert len(item) == 3 and item[2] == body
+        return
+    assert len(item) == 4
+    event = orjson.loads(body)
+    assert list(event)[:3] == ["id", "time", "action"] and event["id"] == event_id
+    assert event["time"] == format_time_ns(item[3])
+    assert body == orjson.dumps(event)  # byte for byte what orjson makes of the whole event
+
+
+def test_emit_takes_the_time_when_called_not_when_spooled() -> None:
+    sink = MemoryTransport()
+    audit = AuditClient(transport=sink, linger=0.001)
+    spool = audit._engine.spool
+    original = spool.append
+
+    def late(items: Any, *, dedupe: bool = False) -> int:
+        time.sleep(0.2)
+        return original(items, dedupe=dedupe)
+
+    spool.append = late  # type: ignore[method-assign]
+    before = datetime.now(UTC)
+    audit.emit(action="doc.read", actor="a", resource="doc:1")
+    after = datetime.now(UTC)
+    assert audit.flush(10) == 0
+    audit.close()
+    stamp = datetime.fromisoformat(sink.events[0]["time"].replace("Z", "+00:00"))
+    assert before - timedelta(microseconds=1) <= stamp <= after
+
+
+def test_emit_refuses_text_json_cannot_carry_at_once() -> None:
+    with AuditClient(transport=MemoryTransport()) as audit:
+        with pytest.raises(TypeError):  # a lone surrogate (e.g. an undecodable file name)
+            audit.emit(action="doc.read", actor="a", resource="file:\udcff.txt")
+        assert audit.stats.queued + audit.stats.spooled == 0
 
 
 def test_spool_positions_never_repeat_so_dead_letters_are_kept(tmp_path: Path) -> None:

@@ -7,10 +7,14 @@
      thread)     deque)             per drain)                                      batches, retries,
                                                                                     receipts)
 
-``emit`` builds and serializes the event and appends a ``(log, id, body)`` tuple to a deque: no
-lock, no system call and no thread switch on the caller's thread. It wakes the spooler only when
-the spooler is idle, through a ``queue.SimpleQueue`` (a C-level put that never blocks and never
-lets go of the GIL), so a burst of emits costs the spooler one wake-up.
+``emit`` builds and serializes the event — all but the text of its time stamp — and appends a
+``(log, id, body, now_ns)`` tuple to a deque: no lock, no system call and no thread switch on the
+caller's thread. It wakes the spooler only when the spooler is idle, through a
+``queue.SimpleQueue`` (a C-level put that never blocks and never lets go of the GIL), so a burst
+of emits costs the spooler one wake-up. The spooler writes each event's ``time`` into its body as
+it takes it off the queue (:func:`~trailseal.sdk.envelope.complete`: the clock was read in
+``emit``) and makes the random bits of later ids (:func:`~trailseal.sdk.ids.restock`): work that
+``emit`` would otherwise do with cold caches, where it costs most (docs/sdk.md, *Performance*).
 
 The background threads are written to hold the GIL as little as possible, because every moment
 they hold it is a moment an ``emit`` elsewhere can stall: the spooler lets events gather for a
@@ -18,11 +22,11 @@ few milliseconds and writes them in one ``executemany`` transaction; the sender 
 one query as columns, does not re-read the spool while it lingers, and checks receipts with
 list-level operations. (The interpreter's switch interval is left alone: it is the application's.)
 
-``max_in_flight`` batches are sent at once (default 1). A batch is removed from the spool only
+``max_in_flight`` batches are sent at once (default 2). A batch is removed from the spool only
 after its receipts came back, so delivery is at-least-once whatever the setting, and retries are
-byte-identical, so the server answers a repeated id with the original receipt. With one batch in
-flight, events also *arrive* in spool order; with more, batches can be sequenced out of order
-(each batch is still in order, and ``producer.seq`` still has no gaps).
+byte-identical, so the server answers a repeated id with the original receipt. Events *arrive* in
+spool order either way: the server hands a producer's batches to its sequencer in ``producer.seq``
+order, holding one that overtook its predecessor (docs/api.md, *Producer order*).
 
 When the spool is full the spooler stops taking from memory; when memory is full too, ``put``
 applies the policy: ``"block"`` waits up to ``block_timeout`` seconds for room and then raises
@@ -41,7 +45,9 @@ from queue import Empty, SimpleQueue
 
 from trailseal.core.errors import FormatError, VerificationError
 from trailseal.core.receipt import Receipt
+from trailseal.sdk.envelope import QueueItem, complete
 from trailseal.sdk.errors import ClientClosed, RejectedBatch, SpoolFull, TransportError
+from trailseal.sdk.ids import restock
 from trailseal.sdk.monitor import ReceiptMonitor
 from trailseal.sdk.retry import RetryPolicy
 from trailseal.sdk.spool import Item, Spool, SpoolBatch, SpoolRecord
@@ -90,7 +96,7 @@ class EngineConfig:
     on_full: str = "block"
     block_timeout: float = 5.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
-    max_in_flight: int = 1
+    max_in_flight: int = 2
 
     def __post_init__(self) -> None:
         if self.on_full not in ("block", "raise"):
@@ -125,7 +131,7 @@ class Engine:
         self.monitor = monitor
         self.on_receipt = on_receipt
         self.on_verification_error = on_verification_error
-        self._queue: deque[Item] = deque()
+        self._queue: deque[QueueItem] = deque()
         self._max_queue = config.max_queue
         self._closed = False
         self._stopping = threading.Event()  # spooler: drain and exit
@@ -163,8 +169,9 @@ class Engine:
         self._sender.start()
 
     # -- the caller's side ----------------------------------------------------------------------
-    def put(self, item: Item, *, block: bool | None = None) -> None:
-        """Queue one ``(log, event_id, body)``; the full policy applies when memory is full."""
+    def put(self, item: QueueItem, *, block: bool | None = None) -> None:
+        """Queue one item (:data:`~trailseal.sdk.envelope.QueueItem`); the full policy applies
+        when memory is full. (``AuditClient.emit`` does the usual case itself.)"""
         if self._closed:
             raise ClientClosed("client: closed; it accepts no more events")
         queue = self._queue
@@ -172,8 +179,13 @@ class Engine:
             self._wait_for_room(self.config.on_full == "block" if block is None else block)
         queue.append(item)
         if self._spooler_idle:
-            self._spooler_idle = False
-            self._wake.put(None)
+            self.wake_spooler()
+
+    def wake_spooler(self) -> None:
+        """Wake the idle spooler (after a put that found it idle): a C-level put that never
+        blocks and never lets go of the GIL."""
+        self._spooler_idle = False
+        self._wake.put(None)
 
     def _wait_for_room(self, block: bool) -> None:
         deadline = time.monotonic() + self.config.block_timeout
@@ -295,6 +307,7 @@ class Engine:
         gather = min(_GATHER, config.linger)
         failures = 0
         while True:
+            restock()  # random bits for the ids of later emits, made here rather than in emit
             if not queue and not self._stopping.is_set():
                 self._spooler_idle = True
                 if not queue:  # a put after the flag was set wakes us; one before is seen here
@@ -350,7 +363,7 @@ class Engine:
             return 0
         popleft = queue.popleft
         self._in_transit = room  # before they leave the queue: see _queued
-        items = [popleft() for _ in range(room)]
+        items = complete([popleft() for _ in range(room)])  # time stamps written here
         total = size + sum(len(item[2]) + 40 for item in items)
         if total > max_bytes:  # keep what fits (at least one event when the spool is empty)
             keep = 0

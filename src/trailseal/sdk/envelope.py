@@ -6,45 +6,70 @@ those at once. Everything else is checked by the server (a refused event goes to
 dead-letter table, never silently away). ``strict=True`` runs the full ``Event.from_dict``.
 
 :func:`keyword_item` is the path ``emit(action=..., ...)`` takes (no event value): it builds the
-wire dict directly from the arguments, checks it and serializes it in about 4 µs. Serializing on
-the caller's thread is deliberate: it snapshots ``before``/``after``/``metadata`` (the caller may
-change them after ``emit`` returns) and a value JSON cannot carry raises there, not later.
+wire dict directly from the arguments, checks it and serializes it. Serializing on the caller's
+thread is deliberate: it snapshots ``before``/``after``/``metadata`` (the caller may change them
+after ``emit`` returns) and a value JSON cannot carry raises there, not later. Only the text of
+the time stamp is left to the spooler thread: the clock is read in ``emit`` (one
+``time.time_ns()``, which also dates the id) and :func:`complete` writes the ``time`` member
+into the body before the event is spooled — the same bytes ``orjson.dumps`` of the whole event
+would give.
 """
 
 from __future__ import annotations
 
 import re
-import time as _time
 from collections.abc import Mapping
 from datetime import datetime
+from time import time_ns as _time_ns  # keyword_item has a parameter named time
 from typing import Any
 
 import orjson
 
 from trailseal.core.errors import InvalidEvent
 from trailseal.core.event import OUTCOMES, Event, format_time
-from trailseal.core.ids import new_event_id
 from trailseal.sdk.context import AuditContext, actor_value, effective_context
+from trailseal.sdk.ids import format_time_ns, new_event_id
+from trailseal.sdk.spool import Item
 
-__all__ = ["build_event", "keyword_item", "now_rfc3339"]
+__all__ = ["QueueItem", "build_event", "complete", "keyword_item", "now_rfc3339"]
 
 _ACTION_RE = re.compile(r"[a-z0-9_]+(?:\.[a-z0-9_-]+)*")
 _NESTED = ("actor", "resource", "source", "producer", "schema")
 
 
-_second: tuple[int, str] = (-1, "")  # the last formatted second: emit() formats one per second
+QueueItem = Item | tuple[str, str, bytes, int]
+"""What ``emit`` queues: ``(log, event_id, body)``, or ``(log, event_id, body without its time,
+time.time_ns() of the emit)`` for :func:`complete` to finish on the spooler thread."""
+
+# Where keyword_item's body gets its "time" member: right after the generated id (36 characters).
+_TIME_AT = len(b'{"id":"",') + 36
 
 
 def now_rfc3339() -> str:
-    """The current UTC time as ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` (about 1 µs: the date and time of
-    day are formatted once per second)."""
-    global _second
-    seconds, micros = divmod(_time.time_ns() // 1000, 1_000_000)
-    cached, prefix = _second
-    if seconds != cached:
-        prefix = _time.strftime("%Y-%m-%dT%H:%M:%S", _time.gmtime(seconds))
-        _second = (seconds, prefix)
-    return f"{prefix}.{micros:06d}Z"
+    """The current UTC time as ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` (the date and time of day are
+    formatted once per second)."""
+    return format_time_ns(_time_ns())
+
+
+def complete(items: list[QueueItem]) -> list[Item]:
+    """``items`` as the spool takes them: each body given its ``time`` member (spooler thread).
+
+    ``(log, id, b'{"id":"<id>",<rest>', now_ns)`` becomes
+    ``(log, id, b'{"id":"<id>","time":"<now_ns as RFC 3339>",<rest>')``: byte for byte what
+    ``orjson.dumps`` gives for the event with its ``time`` (orjson writes a plain string as is).
+    """
+    done: list[Item] = []
+    for item in items:
+        if len(item) == 4:
+            log, event_id, body, now_ns = item
+            item = (
+                log,
+                event_id,
+                b'%b"time":"%b",%b'
+                % (body[:_TIME_AT], format_time_ns(now_ns).encode(), body[_TIME_AT:]),
+            )
+        done.append(item)
+    return done
 
 
 def resource_value(resource: Any) -> dict[str, Any] | None:
@@ -117,12 +142,13 @@ def build_event(
     if "source" not in out and source:
         out["source"] = dict(source)
     moment = out.get("time")
+    now = _time_ns()  # one reading of the clock dates the id and, when absent, the event
     if moment is None:
-        out["time"] = now_rfc3339()
+        out["time"] = format_time_ns(now)
     elif isinstance(moment, datetime):
         out["time"] = format_time(moment)
     if "id" not in out:
-        out["id"] = new_event_id()
+        out["id"] = new_event_id(now)
     out.pop("producer", None)
     log = out.pop("log", None) or context.tenant
     for name in ("received_at", "schema"):
@@ -167,20 +193,17 @@ def keyword_item(
     span_id: Any,
     source: Any,
     log: Any,
-) -> tuple[str, str, bytes]:
-    """``emit(action=..., ...)`` without an event value, as ``(log, event id, JSON body)``.
+) -> QueueItem:
+    """``emit(action=..., ...)`` without an event value, as a queue item: ``(log, event id, JSON
+    body)``, or — when neither ``time`` nor ``id`` is given, the usual case — ``(log, event id,
+    JSON body without its time, time.time_ns())`` for :func:`complete`.
 
-    The same result as :func:`build_event` followed by ``orjson.dumps`` (same precedence, same
+    The same event as :func:`build_event` followed by ``orjson.dumps`` (same precedence, same
     checks, same errors), built directly: this runs on the caller's thread for every event.
     """
-    _check_action(action)
+    if action not in _good_actions:
+        _check_action(action)
     context = effective_context()
-    if id is None:
-        id = new_event_id()
-    if time is None:
-        time = now_rfc3339()
-    elif isinstance(time, datetime):
-        time = format_time(time)
     if actor is None:
         actor = context.actor
         if actor is not None and type(actor) is not dict:
@@ -207,13 +230,21 @@ def keyword_item(
         for name in ("type", "id"):
             if not isinstance(resource.get(name), str) or not resource[name]:
                 raise InvalidEvent(f"resource.{name}", "required field is missing")
-    out: dict[str, Any] = {
-        "id": id,
-        "time": time,
-        "action": action,
-        "actor": actor,
-        "resource": resource,
-    }
+    now = _time_ns()  # the one reading of the clock: it dates the id and (if absent) the event
+    stamp: int | None = now
+    if time is None and id is None:
+        # The usual case: the time text is written on the spooler thread (complete()).
+        id = new_event_id(now)
+        out: dict[str, Any] = {"id": id, "action": action, "actor": actor, "resource": resource}
+    else:
+        if id is None:
+            id = new_event_id(now)
+        if time is None:
+            time = format_time_ns(now)
+        elif isinstance(time, datetime):
+            time = format_time(time)
+        out = {"id": id, "time": time, "action": action, "actor": actor, "resource": resource}
+        stamp = None
     if outcome is not None:
         if outcome not in OUTCOMES:
             raise InvalidEvent(
@@ -244,7 +275,10 @@ def keyword_item(
         out["source"] = source
     elif client_source:
         out["source"] = client_source
-    return log or context.tenant or default_log, id, orjson.dumps(out)
+    log = log or context.tenant or default_log
+    if stamp is None:
+        return log, id, orjson.dumps(out)
+    return log, id, orjson.dumps(out), stamp
 
 
 def _check(out: Mapping[str, Any]) -> None:
