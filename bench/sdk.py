@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import argparse
 import collections
+import gc
+import itertools
 import os
 import platform
 import queue
@@ -237,7 +239,8 @@ _COLD_CACHES = ["--I1=32768,8,64", "--D1=49152,12,64", "--LL=4194304,16,64"]
 
 def cold_child(target: str, count: int) -> None:
     """Under callgrind: ``count`` calls of ``target``, each after evicting the caches, each made
-    through ``map()`` so that ``--toggle-collect=map_next`` counts those calls and nothing else."""
+    through ``itertools.starmap`` so that ``--toggle-collect=starmap_next`` counts those calls and
+    nothing else."""
     calls = [emit_kwargs(n) for n in range(count + 100)]
     client = AuditClient(transport=NullTransport(), max_queue=10 * count)
     engine = client._engine
@@ -246,17 +249,22 @@ def cold_child(target: str, count: int) -> None:
     box: queue.Queue[Any] = queue.Queue()
     event = {"actor": {"id": "alice@example.com"}, **emit_kwargs(0)}
 
-    def call(n: int) -> object:
-        return client.emit(**calls[n]) if target == "emit" else box.put(event)
+    def emit(n: int) -> object:
+        return client.emit(**calls[n])
 
+    def put(n: int) -> object:
+        return box.put(event)
+
+    call = emit if target == "emit" else put
     evictor = bytearray(16 << 20)
     with audit_context(actor="alice@example.com", request_id="req-1"):
         for n in range(100):  # warm-up (and the interpreter's specialization), not counted
             call(n)
+        gc.disable()  # a collection now and then would be counted in one call
         for n in range(100, 100 + count):
             copy = bytes(evictor)  # touch 32 MiB: nothing of the last call stays cached
             del copy
-            for _ in map(call, (n,)):
+            for _ in itertools.starmap(call, ((n,),)):
                 pass
     engine._closed = True  # closed above already: nothing to deliver at exit
 
@@ -274,7 +282,7 @@ def bench_cold(count: int, tmp: Path) -> None:
                 "--tool=callgrind",
                 "--cache-sim=yes",
                 *_COLD_CACHES,
-                "--toggle-collect=map_next",
+                "--toggle-collect=starmap_next",
                 f"--callgrind-out-file={out}",
                 sys.executable,
                 __file__,
@@ -302,7 +310,7 @@ def bench_cold(count: int, tmp: Path) -> None:
         found[target] = [float(value.replace(",", "")) / count for value in totals.split()[:4]]
     emit, base = found["emit"], found["queue"]
     if not emit[0]:
-        print("(d) --cold: nothing counted (does libpython have its symbols? map_next is needed)")
+        print("(d) --cold: nothing counted (libpython without its symbols? needs starmap_next)")
         return
     for label, (instructions, code, data_read, data_write) in (
         ("emit()", emit),

@@ -120,17 +120,33 @@ def test_after_a_restart_the_stored_numbers_say_what_came_before() -> None:
     assert asyncio.run(scenario()) == [100, 200]
 
 
-def test_unknown_producers_retries_and_other_producers_pass_at_once() -> None:
+def test_a_new_producers_first_two_batches_are_put_in_order() -> None:
+    """A producer the store has never seen starts at seq 0: with a backlog it sends its first two
+    batches at once, and the second may arrive first."""
+
     async def scenario() -> tuple[list[int], ProducerOrder]:
         order, handed = gate(), []
-        await pass_through(order, ("new", 500, 509), handed)  # first sight: nothing to wait for
-        await pass_through(order, ("new", 510, 519), handed)
-        await pass_through(order, ("new", 500, 509), handed)  # a retry of a batch already handed over
-        await pass_through(order, ("other", 0, 0), handed)
+        later = asyncio.create_task(pass_through(order, ("new", 100, 199), handed))
+        await asyncio.sleep(0.05)
+        assert not later.done()
+        await pass_through(order, ("new", 0, 99), handed)
+        await later
+        await pass_through(order, ("new", 0, 99), handed)  # a retry of a batch already handed over
+        await pass_through(order, ("other", 0, 0), handed)  # another producer: its own order
         return handed, order
 
     handed, order = asyncio.run(scenario())
-    assert handed == [500, 510, 500, 0] and order.waited == 0
+    assert handed == [0, 100, 0, 0] and order.waited == 1
+
+
+def test_a_producer_unknown_to_the_store_that_does_not_start_at_zero_waits_once() -> None:
+    async def scenario() -> list[int]:
+        order, handed = gate(wait=0.1), []  # e.g. producer tracking was off before a restart
+        await pass_through(order, ("old", 500, 509), handed)  # waits 0.1 s for 0..499, then goes
+        await asyncio.wait_for(pass_through(order, ("old", 510, 519), handed), 0.05)  # no more waiting
+        return handed
+
+    assert asyncio.run(scenario()) == [500, 510]
 
 
 def test_wait_zero_turns_the_gate_off() -> None:

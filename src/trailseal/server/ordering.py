@@ -19,9 +19,10 @@ queue — first in, first out — receives each producer's batches in ``seq`` or
 * After a restart the gate starts from the highest ``seq`` producer tracking stored for the
   producer, so batches retried after a crash are put back in order as well.
 
-Requests without a producer run, and producers seen for the first time, pass at once. The state is
-per API process: behind a load balancer that spreads one producer over several nodes, order holds
-per node (docs/deploy.md).
+Requests without a producer run pass at once. A producer the store has no record of is expected
+to start at seq 0 (a batch starting later waits, once, for the ones before it). The state is per
+API process, seeded from the store: behind a load balancer that spreads one producer over several
+nodes, order holds per node (docs/deploy.md).
 """
 
 from __future__ import annotations
@@ -138,8 +139,9 @@ class ProducerOrder:
         if seeds is None:
             seeds = self._seeds[log] = dict(self._stored(log))
         stored = seeds.get(producer_id)
-        # Unknown producer: nothing to wait for (its first batch, or state lost with the store).
-        state = _Producer(first - 1 if stored is None else stored)
+        # A producer the store has no record of starts at seq 0: a batch that starts later waits
+        # for the ones before it like any other (a producer with a backlog sends two at once).
+        state = _Producer(-1 if stored is None else stored)
         self._producers[key] = state
         if len(self._producers) > _MAX_PRODUCERS:
             self._producers.popitem(last=False)
