@@ -47,7 +47,7 @@ from typing import Any
 from trailseal.query.ast import Node
 from trailseal.query.compiler import Fragment
 from trailseal.query.scan import text_matches
-from trailseal.query.search import Order, Position
+from trailseal.query.search import Order, Position, RawRow
 from trailseal.query.sqlite_dialect import LOG_SHIFT
 from trailseal.query.sqlite_plan import ENTRY_COLUMNS, RAW_COLUMNS, Driver, choose, page_sql
 from trailseal.query.text import body_text, load_body
@@ -236,8 +236,7 @@ class SQLiteSearch:
         after: Position | None = None,
     ) -> list[LeafEntry]:
         """See :meth:`SearchStore.search`."""
-        log_id = self._log_id(log)
-        if log_id is None:
+        if self._log_id(log) is None:
             return []
         conn = self._connection()
         sql, _driver = self.plan(log, query, order, limit, after)
@@ -251,7 +250,7 @@ class SQLiteSearch:
         order: Order = "newest",
         limit: int = 100,
         after: Position | None = None,
-    ) -> list[tuple[str, int, bytes, bytes]]:
+    ) -> list[RawRow]:
         """See :meth:`~trailseal.query.search.RowSearch.search_rows`: the page of :meth:`search`
         as ``(time, leaf_index, leaf_hash, body)`` rows, four columns read instead of sixteen
         and no entry objects built (what an export needs)."""
